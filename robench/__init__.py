@@ -1,0 +1,36 @@
+"""robench: robustness benchmarking for image classifiers.
+
+The short public API::
+
+    import robench
+    run_dir = robench.train(robench.load_config("baselines/quick.toml"))
+    results = robench.evaluate(model, data, ["clean"])   # any model taking [0, 1] input
+    table, csv_path = robench.report("results")
+
+Importing robench registers its CIFAR architectures in timm's registry
+(``timm.create_model("wrn_40_2", num_classes=10)``) and its augmentation and metric plugins.
+"""
+
+from robench import models  # noqa: F401  (registers the CIFAR architectures in timm)
+from robench.augment import AUGMENTATIONS, create_augmentation
+from robench.config import Config, load_config
+from robench.data import load_dataset
+from robench.evaluate import METRICS, EvalContext, evaluate
+from robench.pipeline import evaluate_run, train
+from robench.report import report
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AUGMENTATIONS",
+    "METRICS",
+    "Config",
+    "EvalContext",
+    "create_augmentation",
+    "evaluate",
+    "evaluate_run",
+    "load_config",
+    "load_dataset",
+    "report",
+    "train",
+]

@@ -1,0 +1,177 @@
+"""``robench``: the command line over the public API. Thin: parse, call, print.
+
+Errors a user can fix print one line (``robench: error: ...``) and exit with status 2;
+``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from robench.errors import RobenchError
+
+SHORTCUTS = {  # --flag -> config key
+    "epochs": "train.epochs",
+    "seed": "seed",
+    "method": "augment.method",
+    "model": "model.name",
+    "data_root": "data.root",
+    "dataset": "data.dataset",
+    "device": "train.device",
+    "results_dir": "results_dir",
+}
+
+
+def _toml_literal(key: str, value: object) -> str:
+    return f"{key}={value}" if isinstance(value, int) else f'{key}="{value}"'
+
+
+def _overrides(args: argparse.Namespace) -> list[str]:
+    out = [
+        _toml_literal(key, getattr(args, flag))
+        for flag, key in SHORTCUTS.items()
+        if getattr(args, flag, None) is not None
+    ]
+    return out + list(args.set or [])
+
+
+def _print_table(table: pd.DataFrame) -> None:
+    with pd.option_context("display.width", 200, "display.max_columns", 30):
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from robench.config import load_config
+    from robench.pipeline import train
+    from robench.report import gather_runs
+
+    cfg = load_config(args.config, _overrides(args))
+    run_dir = train(
+        cfg,
+        resume=args.resume,
+        force=args.force,
+        progress=not args.quiet,
+        evaluate_after=not args.no_eval,
+        detect_anomaly=args.detect_anomaly,
+    )
+    print(f"run folder: {run_dir}")
+    table = gather_runs(cfg.results_dir)
+    _print_table(table[table.run_id == run_dir.name].drop(columns=["run_id"]))
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from robench.config import parse_override
+    from robench.pipeline import evaluate_run
+
+    options: dict[str, dict[str, object]] = {}
+    for text in args.option or []:
+        (metric, *rest), value = parse_override(text)
+        if not rest:
+            raise RobenchError(f"--option {text!r} must look like metric.key=value")
+        options.setdefault(metric, {})[".".join(rest)] = value
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
+    doc = evaluate_run(
+        Path(args.run), metrics, options=options, progress=not args.quiet, device=args.device
+    )
+    rows = [
+        {"metric": metric, "value": name, "number": value}
+        for metric, values in doc["metrics"].items()
+        for name, value in values.items()
+    ]
+    _print_table(pd.DataFrame(rows))
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from robench.report import report
+
+    table, path = report(args.results_dir)
+    if table.empty:
+        print(f"no finished runs under {Path(args.results_dir) / 'runs'}; train one first")
+    else:
+        cols = [c for c in table.columns if c != "run_id" and not c.endswith("_seconds")]
+        _print_table(table[cols])
+    print(f"wrote {path} ({len(table)} runs)")
+
+
+def cmd_list(args: argparse.Namespace) -> None:
+    import robench
+    from robench.models import CIFAR_MODELS
+
+    rows = []
+    for kind, registry in (("method", robench.AUGMENTATIONS), ("metric", robench.METRICS)):
+        rows += [
+            {"kind": kind, "name": e.name, "origin": e.origin, "description": e.description}
+            for e in registry.entries()
+        ]
+    rows += [
+        {"kind": "model", "name": n, "origin": "built-in (timm registry)", "description": ""}
+        for n in CIFAR_MODELS
+    ]
+    with pd.option_context("display.max_colwidth", 80):
+        print(pd.DataFrame(rows).to_string(index=False))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="robench", description="Robustness benchmarking for image classifiers."
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train (then evaluate) one run from a TOML config")
+    p.add_argument("config", nargs="?", help="TOML experiment config, e.g. baselines/quick.toml")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
+    p.add_argument("--epochs", type=int, help="= --set train.epochs=N")
+    p.add_argument("--seed", type=int, help="= --set seed=N")
+    p.add_argument("--method", help="augmentation method (= --set augment.method=NAME)")
+    p.add_argument("--model", help="timm model name (= --set model.name=NAME)")
+    p.add_argument("--dataset", help="= --set data.dataset=SPEC")
+    p.add_argument("--data-root", help="where cifar10/cifar100 live (else $ROBENCH_DATA)")
+    p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--results-dir", help="where runs/ and the leaderboard go (default results)")
+    p.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
+    p.add_argument("--force", action="store_true", help="discard an existing run and retrain")
+    p.add_argument("--no-eval", action="store_true", help="skip the evaluation after training")
+    p.add_argument("--detect-anomaly", action="store_true", help="torch anomaly detection")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="evaluate a trained run; results go into its metrics.json")
+    p.add_argument("run", help="a run folder, e.g. results/runs/<run-id>")
+    p.add_argument("--metrics", help="comma-separated metric names (default: the run's config)")
+    p.add_argument("--option", action="append", metavar="METRIC.KEY=VALUE", help="a metric option")
+    p.add_argument("--device", help="auto | cpu | cuda | cuda:N (default: the run's config)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("report", help="gather every run into results/leaderboard.csv")
+    p.add_argument("--results-dir", default="results", help="default: results")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("list", help="list registered methods, metrics and CIFAR models")
+    p.set_defaults(func=cmd_list)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except RobenchError as err:
+        if args.debug:
+            raise
+        print(f"robench: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("robench: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,7 @@
+"""The evaluator suite and its metric plugins, found by name in :data:`METRICS`."""
+
+from robench.evaluate import adversarial, calibration, clean, ood  # noqa: F401  (registers them)
+from robench.evaluate.base import METRICS, EvalContext, MetricResult
+from robench.evaluate.suite import DEFAULT_METRICS, evaluate
+
+__all__ = ["DEFAULT_METRICS", "METRICS", "EvalContext", "MetricResult", "evaluate"]

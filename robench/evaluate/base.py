@@ -1,0 +1,84 @@
+"""The metric plugin protocol and the data every metric receives.
+
+A metric is a callable ``metric(model, data, ctx, **options) -> MetricResult``. It gets the model
+(float input in [0, 1], normalisation inside), the clean test set and an :class:`EvalContext`
+(device, batch size, seed, cache directory), and returns flat named numbers plus optional tables
+and per-example records (so reports can bootstrap confidence intervals and pair methods).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from robench.data.datasets import ImageData
+from robench.registry import Registry
+
+
+@dataclass
+class EvalContext:
+    """Where and how to evaluate: shared by every metric of one suite run."""
+
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    batch_size: int = 500
+    seed: int = 0
+    cache_dir: Path = Path("results/cache")
+    data_root: Path | None = None
+    progress: bool = True
+    amp: bool = False  # bf16 autocast for inference (CUDA)
+
+
+@dataclass
+class MetricResult:
+    """What one metric returns: ``values`` go into metrics.json and the leaderboard."""
+
+    values: dict[str, float]
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    records: dict[str, np.ndarray] = field(default_factory=dict)
+    seconds: float = 0.0  # wall time, filled in by the suite
+
+
+class Metric(Protocol):
+    def __call__(
+        self, model: torch.nn.Module, data: ImageData, ctx: EvalContext, **options: Any
+    ) -> MetricResult: ...
+
+
+METRICS: Registry[Metric] = Registry("metric")
+
+
+def batches(
+    images: torch.Tensor, batch_size: int, desc: str = "", progress: bool = True
+) -> Iterator[torch.Tensor]:
+    """Slices of a uint8 (N, 3, H, W) tensor, with a tqdm bar."""
+    starts = range(0, len(images), batch_size)
+    for start in tqdm(starts, desc=desc, disable=not progress, leave=False, unit="batch"):
+        yield images[start : start + batch_size]
+
+
+@torch.inference_mode()
+def predict_logits(
+    model: torch.nn.Module, images: torch.Tensor, ctx: EvalContext, desc: str = "predict"
+) -> torch.Tensor:
+    """Float32 logits (N, C) on the CPU, model in eval mode.
+
+    ``images`` (N, 3, H, W) are uint8, or float already in [0, 1] (e.g. synthetic OOD noise that
+    rounding to uint8 would change).
+    """
+    model.eval()
+    scale = 255.0 if images.dtype == torch.uint8 else 1.0
+    out = []
+    for chunk in batches(images, ctx.batch_size, desc, ctx.progress):
+        x = chunk.to(ctx.device, non_blocking=True).float().div_(scale)
+        x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=ctx.amp):
+            logits = model(x)
+        out.append(logits.float().cpu())
+    return torch.cat(out)

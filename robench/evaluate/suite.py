@@ -1,0 +1,47 @@
+"""The evaluator suite: run a list of metric plugins on one model and collect their results."""
+
+from __future__ import annotations
+
+import inspect
+import time
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from robench.data import ImageData
+from robench.errors import ConfigError
+from robench.evaluate.base import METRICS, EvalContext, MetricResult
+
+#: what ``robench evaluate`` runs when no list is given: every registered metric
+DEFAULT_METRICS = ("clean",)
+
+
+def evaluate(
+    model: torch.nn.Module,
+    data: ImageData,
+    metrics: list[str] | tuple[str, ...] = DEFAULT_METRICS,
+    *,
+    ctx: EvalContext | None = None,
+    options: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, MetricResult]:
+    """Evaluate ``model`` (float input in [0, 1]) on ``data`` with each named metric plugin.
+
+    ``options`` maps a metric name to its keyword options, e.g. ``{"pgd": {"steps": 10}}``.
+    """
+    ctx = ctx or EvalContext()
+    options = options or {}
+    for name in [*metrics, *options]:  # unknown names and options fail before any work is done
+        try:
+            inspect.signature(METRICS.get(name)).bind(model, data, ctx, **options.get(name, {}))
+        except TypeError as err:
+            raise ConfigError(f"evaluate.options.{name}: {err}") from None
+    results: dict[str, MetricResult] = {}
+    model = model.to(ctx.device).eval()
+    for name in tqdm(metrics, desc="evaluate", disable=not ctx.progress or len(metrics) < 2):
+        metric = METRICS.get(name)
+        start = time.perf_counter()
+        result = metric(model, data, ctx, **options.get(name, {}))
+        result.seconds = time.perf_counter() - start
+        results[name] = result
+    return results

@@ -1,0 +1,114 @@
+"""The results store: one folder per run under ``<results_dir>/runs/<run-id>/``.
+
+A run folder holds ``config.toml`` (the resolved config), ``train_log.csv`` (one row per epoch),
+``checkpoint.pt`` (written every epoch), ``metrics.json`` (schema below) and ``tables/*.csv`` and
+``records.npz`` (per-example outputs of the metrics). Every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from robench.config import Config, to_toml
+from robench.errors import CheckpointError, RobenchError
+from robench.io import atomic_write, hash_text, write_json, write_text
+
+SCHEMA_VERSION = 1
+
+# Keys that do not change what a run computes, so they stay out of the run id.
+_NOT_IDENTITY = {("results_dir",), ("train", "workers"), ("train", "threads"), ("evaluate",)}
+
+
+def run_id(cfg: Config) -> str:
+    """``<name>-<method>-<model>-s<seed>-<hash>``: readable, and unique per training recipe."""
+    ident = cfg.to_dict()
+    for path in _NOT_IDENTITY:
+        node = ident
+        for part in path[:-1]:
+            node = node[part]
+        node.pop(path[-1], None)
+    digest = hash_text(json.dumps(ident, sort_keys=True))[:8]
+    slug = re.sub(r"[^A-Za-z0-9_.]+", "_", f"{cfg.name}-{cfg.augment.method}-{cfg.model.name}")
+    return f"{slug}-s{cfg.seed}-{digest}"
+
+
+def runs_root(results_dir: str | Path) -> Path:
+    return Path(results_dir) / "runs"
+
+
+def write_config(run_dir: Path, cfg: Config) -> None:
+    write_text(run_dir / "config.toml", to_toml(cfg))
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Serialise to memory first, then write atomically: a crash never leaves half a checkpoint."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    with atomic_write(path, "wb") as f:
+        f.write(buffer.getbuffer())
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Load with ``weights_only=True``: a checkpoint carrying a pickled object is refused."""
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {str(path)!r} not found; train the run first")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} cannot be loaded safely ({first}); it is corrupt or "
+            "carries non-tensor objects: retrain, or delete it and rerun with the same config"
+        ) from None
+
+
+def write_metrics(run_dir: Path, doc: dict[str, Any]) -> None:
+    write_json(run_dir / "metrics.json", {"schema_version": SCHEMA_VERSION, **doc})
+
+
+def read_metrics(run_dir: Path) -> dict[str, Any] | None:
+    path = run_dir / "metrics.json"
+    if not path.is_file():
+        return None
+    try:
+        doc = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise RobenchError(f"{path} is not valid JSON ({err}); delete it and re-evaluate") from None
+    if doc.get("schema_version") != SCHEMA_VERSION:
+        raise RobenchError(
+            f"{path} has schema version {doc.get('schema_version')!r}, expected {SCHEMA_VERSION}"
+        )
+    return doc
+
+
+def write_tables(run_dir: Path, metric: str, tables: dict[str, pd.DataFrame]) -> None:
+    for name, table in tables.items():
+        with atomic_write(run_dir / "tables" / f"{metric}_{name}.csv") as f:
+            table.to_csv(f, index=False)
+
+
+def write_records(run_dir: Path, records: dict[str, np.ndarray]) -> None:
+    """Per-example outputs (predictions, confidences, ...) for bootstraps and paired tests."""
+    with atomic_write(run_dir / "records.npz", "wb") as f:
+        np.savez_compressed(f, **records)
+
+
+def read_records(run_dir: Path) -> dict[str, np.ndarray]:
+    path = run_dir / "records.npz"
+    if not path.is_file():
+        return {}
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def list_runs(results_dir: str | Path) -> list[Path]:
+    root = runs_root(results_dir)
+    return sorted(p for p in root.glob("*") if (p / "metrics.json").is_file())

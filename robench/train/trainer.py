@@ -1,0 +1,277 @@
+"""The training loop: SGD + Nesterov with a per-step cosine schedule, as in the AugMix/IPMix code.
+
+Determinism: the shuffle of each epoch, every augmentation draw (per sample and per step) and the
+global torch RNG (dropout) are seeded from (seed, epoch[, index or step]), never from a running
+state, so a run resumed from its last epoch checkpoint repeats an uninterrupted run bit for bit on
+the CPU, whatever the number of DataLoader workers.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from robench.augment.base import Augmentation
+from robench.config import TrainConfig
+from robench.data import ImageData
+from robench.errors import RobenchError
+from robench.io import atomic_write
+from robench.runs import load_checkpoint, save_checkpoint
+
+# Tags that keep the seed streams of different purposes apart.
+_SHUFFLE, _SAMPLE, _STEP, _TORCH = 1, 2, 3, 4
+
+
+def _seed(*parts: int) -> int:
+    """A 64-bit torch seed from integers, through numpy's SeedSequence (well mixed, stable)."""
+    return int(np.random.SeedSequence(list(parts)).generate_state(1, np.uint64)[0])
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RobenchError(
+            f"train.device = {name!r} but CUDA is not available; use 'cpu' or 'auto'"
+        )
+    return device
+
+
+def use_amp(setting: str, device: torch.device) -> bool:
+    """bf16 autocast: on by default on CUDA, optional on the CPU."""
+    return setting == "on" or (setting == "auto" and device.type == "cuda")
+
+
+def cosine_factor(step: int, total: int, lr: float, lr_min: float) -> float:
+    """The official per-step schedule: lr_t / lr = f + (1 - f) * (1 + cos(pi t / T)) / 2."""
+    floor = lr_min / lr if lr > 0 else 0.0
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * step / total))
+
+
+class AugmentedImages(Dataset):
+    """Applies a plugin's per-sample stage with a generator seeded by (seed, epoch, index)."""
+
+    def __init__(self, data: ImageData, plugin: Augmentation, seed: int) -> None:
+        self.images = data.images.permute(0, 2, 3, 1).numpy()  # uint8 HWC, as PIL sees it
+        self.labels = data.labels
+        self.plugin = plugin
+        self.seed = seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, _SAMPLE, self.epoch, index])
+        views = self.plugin.sample(self.images[index], rng)
+        return torch.from_numpy(views), self.labels[index]
+
+
+def _worker_init(_: int) -> None:
+    torch.set_num_threads(1)
+
+
+@dataclass
+class EpochStats:
+    epoch: int
+    lr: float
+    train_loss: float
+    train_error: float
+    seconds: float
+    images_per_s: float
+
+
+class Trainer:
+    """Trains ``model`` on ``data`` with ``plugin``; checkpoints every epoch to ``checkpoint``."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        plugin: Augmentation,
+        data: ImageData,
+        cfg: TrainConfig,
+        *,
+        seed: int,
+        checkpoint: Path,
+        log_csv: Path,
+        progress: bool = True,
+        detect_anomaly: bool = False,
+    ) -> None:
+        self.device = resolve_device(cfg.device)
+        self.amp = use_amp(cfg.amp, self.device)
+        self.cfg, self.plugin, self.data, self.seed = cfg, plugin, data, seed
+        self.checkpoint, self.log_csv, self.progress = checkpoint, log_csv, progress
+        self.detect_anomaly = detect_anomaly
+        memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        self.memory_format = memory_format
+        self.model = model.to(self.device, memory_format=memory_format)
+        self.steps_per_epoch = math.ceil(len(data) / cfg.batch_size)
+        self.total_steps = cfg.epochs * self.steps_per_epoch
+        self.optimizer = torch.optim.SGD(
+            self.model.parameters(),
+            lr=cfg.lr,
+            momentum=cfg.momentum,
+            nesterov=cfg.nesterov and cfg.momentum > 0,
+            weight_decay=cfg.weight_decay,
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: cosine_factor(s, self.total_steps, cfg.lr, cfg.lr_min)
+        )
+        self.start_epoch = 0
+        self.history: list[EpochStats] = []
+        self._dataset = AugmentedImages(data, plugin, seed) if plugin.has_sample else None
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def state(self, epoch: int) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "epoch": epoch,
+            "history": [vars(h) for h in self.history],
+        }
+
+    def resume(self) -> int:
+        """Load the last checkpoint; returns the number of epochs already done."""
+        state = load_checkpoint(self.checkpoint)
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.start_epoch = int(state["epoch"])
+            self.history = [EpochStats(**h) for h in state.get("history", [])]
+        except (KeyError, RuntimeError, ValueError, TypeError) as err:
+            first = str(err).splitlines()[0]
+            raise RobenchError(
+                f"checkpoint {self.checkpoint} does not fit this run's model or config ({first})"
+            ) from None
+        return self.start_epoch
+
+    # -- batches ---------------------------------------------------------------------------
+    def _order(self, epoch: int) -> torch.Tensor:
+        gen = torch.Generator().manual_seed(_seed(self.seed, _SHUFFLE, epoch))
+        return torch.randperm(len(self.data), generator=gen)
+
+    def _batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(views stacked view-major, labels) on the device, before the plugin's batch stage."""
+        order = self._order(epoch)
+        if self._dataset is None:
+            for start in range(0, len(order), self.cfg.batch_size):
+                idx = order[start : start + self.cfg.batch_size]
+                x = self.data.images[idx].to(self.device, non_blocking=True).float().div_(255)
+                yield x, self.data.labels[idx].to(self.device, non_blocking=True)
+            return
+        self._dataset.epoch = epoch
+        loader = DataLoader(
+            self._dataset,
+            batch_size=self.cfg.batch_size,
+            sampler=order.tolist(),
+            num_workers=self.cfg.workers,
+            worker_init_fn=_worker_init if self.cfg.workers else None,
+            pin_memory=self.device.type == "cuda",
+        )
+        for views, y in loader:  # views: (B, V, 3, H, W)
+            x = views.transpose(0, 1).reshape(-1, *views.shape[2:])
+            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+
+    # -- training --------------------------------------------------------------------------
+    def _loss(self, x: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = x.contiguous(memory_format=self.memory_format)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            logits = self.model(x)
+        logits = logits.float()
+        views = list(logits.split(len(targets)))
+        loss = F.cross_entropy(views[0], targets)
+        extra = self.plugin.extra_loss(views)
+        if extra is not None:
+            loss = loss + extra
+        labels = targets if targets.ndim == 1 else targets.argmax(1)
+        wrong = (views[0].argmax(1) != labels).sum()
+        return loss, wrong
+
+    def train_epoch(self, epoch: int) -> EpochStats:
+        self.model.train()
+        torch.manual_seed(_seed(self.seed, _TORCH, epoch))  # dropout and any other torch draw
+        loss_sum = torch.zeros((), device=self.device)
+        wrong_sum = torch.zeros((), device=self.device, dtype=torch.long)
+        seen = 0
+        start = time.perf_counter()
+        bar = tqdm(
+            self._batches(epoch),
+            total=self.steps_per_epoch,
+            desc=f"epoch {epoch + 1}/{self.cfg.epochs}",
+            disable=not self.progress,
+            unit="step",
+            leave=False,
+        )
+        with torch.autograd.set_detect_anomaly(self.detect_anomaly):
+            for step, (x, y) in enumerate(bar):
+                rng = np.random.default_rng([self.seed, _STEP, epoch, step])
+                if self.plugin.has_batch:
+                    x, targets = self.plugin.batch(x, y, rng)
+                else:
+                    targets = y
+                loss, wrong = self._loss(x, targets)
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer.step()
+                self.scheduler.step()
+                loss_sum += loss.detach() * len(y)
+                wrong_sum += wrong
+                seen += len(y)
+                if step % 20 == 0 or step == self.steps_per_epoch - 1:
+                    self._check_finite(loss_sum, epoch, step)
+                    bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}")
+        seconds = time.perf_counter() - start
+        return EpochStats(
+            epoch=epoch + 1,
+            lr=self.optimizer.param_groups[0]["lr"],
+            train_loss=loss_sum.item() / seen,
+            train_error=100.0 * wrong_sum.item() / seen,
+            seconds=seconds,
+            images_per_s=seen / seconds,
+        )
+
+    def _check_finite(self, loss_sum: torch.Tensor, epoch: int, step: int) -> None:
+        if not torch.isfinite(loss_sum):
+            raise RobenchError(
+                f"training loss became NaN/inf at epoch {epoch + 1}, step {step + 1}; the last "
+                f"good checkpoint is kept at {self.checkpoint}; lower train.lr or check the data"
+            )
+
+    def fit(self, stop_after: int | None = None) -> list[EpochStats]:
+        """Train from ``start_epoch`` to ``cfg.epochs`` (or to epoch ``stop_after``, e.g. to
+        simulate an interruption), checkpointing and logging every epoch."""
+        end = self.cfg.epochs if stop_after is None else min(stop_after, self.cfg.epochs)
+        for epoch in range(self.start_epoch, end):
+            stats = self.train_epoch(epoch)
+            self.history.append(stats)
+            save_checkpoint(self.checkpoint, self.state(epoch + 1))
+            self._write_log()
+            if self.progress:
+                tqdm.write(
+                    f"epoch {stats.epoch}/{self.cfg.epochs}: loss {stats.train_loss:.4f}, "
+                    f"train error {stats.train_error:.2f} %, {stats.images_per_s:.0f} img/s"
+                )
+        return self.history
+
+    def _write_log(self) -> None:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(vars(self.history[0])))
+        writer.writeheader()
+        writer.writerows(vars(h) for h in self.history)
+        with atomic_write(self.log_csv) as f:
+            f.write(buffer.getvalue())

@@ -1,0 +1,55 @@
+"""Shared fixtures: a tiny learnable data set written as an .npz, and a config around it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from robench.config import Config, load_config
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data" / "cifar10-jpeg"
+
+
+def make_npz(path: Path, n_train: int = 48, n_test: int = 24, classes: int = 4, seed: int = 0):
+    """Class k is a noisy image of brightness ~ k: learnable in a few steps."""
+    rng = np.random.default_rng(seed)
+
+    def split(n: int) -> tuple[np.ndarray, np.ndarray]:
+        y = np.arange(n) % classes
+        base = (40 + 50 * y)[:, None, None, None]
+        x = np.clip(base + rng.normal(0, 20, (n, 32, 32, 3)), 0, 255).astype(np.uint8)
+        return x, y.astype(np.int64)
+
+    x_train, y_train = split(n_train)
+    x_test, y_test = split(n_test)
+    names = np.array([f"class{k}" for k in range(classes)])
+    np.savez(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test, classes=names)
+    return path
+
+
+@pytest.fixture
+def tiny_npz(tmp_path: Path) -> Path:
+    return make_npz(tmp_path / "tiny.npz")
+
+
+@pytest.fixture
+def tiny_config(tmp_path: Path, tiny_npz: Path):
+    """A factory: a 2-epoch wrn_16_2 run on the tiny set, with any overrides."""
+
+    def build(*overrides: str) -> Config:
+        base = [
+            f'data.dataset="npz:{tiny_npz}"',
+            f'results_dir="{tmp_path / "results"}"',
+            'model.name="wrn_16_2"',
+            "train.epochs=2",
+            "train.batch_size=16",
+            "train.lr=0.05",
+            'train.device="cpu"',
+            "evaluate.batch_size=64",
+        ]
+        return load_config(None, [*base, *overrides])
+
+    return build
