@@ -115,6 +115,83 @@ def cmd_list(args: argparse.Namespace) -> None:
         print(pd.DataFrame(rows).to_string(index=False))
 
 
+def _csv_list(text: str | None) -> list[str] | None:
+    return [t.strip() for t in text.split(",") if t.strip()] if text else None
+
+
+def _save_table(table: pd.DataFrame, path: str | None) -> None:
+    if path:
+        from robench.report.tables import write_csv
+
+        print(f"wrote {write_csv(table, path)}")
+
+
+def cmd_gallery(args: argparse.Namespace) -> None:
+    from robench.augment import AUGMENTATIONS
+    from robench.augment.gallery import make_gallery, make_mixing_grid
+    from robench.data import load_dataset
+    from robench.data.mixing import load_mixing_set
+
+    data = load_dataset(args.dataset, "test", root=args.data_root, per_class=1, progress=False)
+    images = data.images[: args.images].permute(0, 2, 3, 1).numpy()
+    methods = _csv_list(args.methods) or AUGMENTATIONS.names()
+    out = make_gallery(images, methods, Path(args.out), views=args.views, seed=args.seed)
+    print(f"wrote {out}")
+    mixing = load_mixing_set("fractals", image_size=data.image_size)
+    out = make_mixing_grid(mixing.images[: args.mixing_pictures], Path(args.mixing_out))
+    print(f"wrote {out}")
+
+
+def cmd_bench(args: argparse.Namespace) -> None:
+    if args.stage == "augment":
+        from robench.augment import AUGMENTATIONS
+        from robench.augment.bench import bench_augment
+
+        methods = _csv_list(args.methods) or AUGMENTATIONS.names()
+        table = bench_augment(methods, n_images=args.images, seed=args.seed)
+    else:
+        from robench.data.corruption_bench import bench_corrupt
+
+        table = bench_corrupt(args.images, workers=args.workers or None)
+        projected = table.attrs.get("projected_full_set_s")
+        if projected is not None:
+            print(
+                f"projected time for the whole CIFAR-10-C (15 x 50,000 images): {projected:.0f} s"
+            )
+    _print_table(table)
+    _save_table(table, args.csv)
+
+
+def cmd_corrupt(args: argparse.Namespace) -> None:
+    from robench.data import load_dataset
+    from robench.data.corrupted_sets import generate_cifar_c, generate_cifar_p
+    from robench.evaluate.corruption import eval_subset
+
+    data = load_dataset(args.dataset, "test", root=args.data_root, progress=not args.quiet)
+    index = eval_subset(len(data), args.n, args.seed)
+    images = data.images[index].permute(0, 2, 3, 1).numpy()
+    name = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}.get(data.identity.name)
+    name = name or data.identity.name
+    common = {"seed": args.seed, "workers": args.workers or None, "progress": not args.quiet}
+    if args.kind == "c":
+        names = _csv_list(args.corruptions)
+        extra = {"corruptions": names} if names else {}
+        generate_cifar_c(
+            images,
+            data.labels[index].numpy(),
+            Path(args.out),
+            dataset_name=f"{name}-C",
+            **extra,
+            **common,
+        )
+        print(f"wrote {Path(args.out) / f'{name}-C'}")
+    else:
+        names = _csv_list(args.corruptions)
+        extra = {"perturbations": names} if names else {}
+        generate_cifar_p(images, Path(args.out), dataset_name=f"{name}-P", **extra, **common)
+        print(f"wrote {Path(args.out) / f'{name}-P'}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="robench", description="Robustness benchmarking for image classifiers."
@@ -151,6 +228,39 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="gather every run into results/leaderboard.csv")
     p.add_argument("--results-dir", default="results", help="default: results")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("gallery", help="PNG grids of augmented views and of the mixing set")
+    p.add_argument("--dataset", default="imagefolder:../shared/data/cifar10-jpeg")
+    p.add_argument("--data-root", help="where cifar10/cifar100 live (else $ROBENCH_DATA)")
+    p.add_argument("--methods", help="comma-separated methods (default: all registered)")
+    p.add_argument("--images", type=int, default=4, help="test images, one per class (4)")
+    p.add_argument("--views", type=int, default=4, help="augmented views per image (4)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="results/gallery.png")
+    p.add_argument("--mixing-out", default="results/mixing_set.png")
+    p.add_argument("--mixing-pictures", type=int, default=40)
+    p.set_defaults(func=cmd_gallery)
+
+    p = sub.add_parser("corrupt", help="generate a CIFAR-C (or CIFAR-P) set in the official layout")
+    p.add_argument("--dataset", default="imagefolder:../shared/data/cifar10-jpeg")
+    p.add_argument("--data-root", help="where cifar10/cifar100 live (else $ROBENCH_DATA)")
+    p.add_argument("--out", default="results/cache/generated", help="output folder")
+    p.add_argument("--kind", choices=["c", "p"], default="c", help="c: CIFAR-C, p: CIFAR-P")
+    p.add_argument("--corruptions", help="comma-separated names (default: the benchmark's)")
+    p.add_argument("--n", type=int, default=0, help="test images to use (0 = all)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=0, help="processes (0 = all cores)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_corrupt)
+
+    p = sub.add_parser("bench", help="throughput benchmarks (images/s) on this machine")
+    p.add_argument("stage", choices=["augment", "corrupt"], help="what to measure")
+    p.add_argument("--workers", type=int, default=0, help="corrupt: processes (0 = all cores)")
+    p.add_argument("--methods", help="comma-separated methods (default: all registered)")
+    p.add_argument("--images", type=int, default=256, help="images per measurement (256)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--csv", help="also write the table to this CSV file")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("list", help="list registered methods, metrics and CIFAR models")
     p.set_defaults(func=cmd_list)

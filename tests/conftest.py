@@ -13,6 +13,19 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data" / "cifar10-jpeg"
 
 
+@pytest.fixture
+def shared_data() -> Path:
+    """The CIFAR-10 data at hand beside the repository; tests using it skip when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"the shared CIFAR-10 data is not at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def repo_root() -> Path:
+    return REPO
+
+
 def make_npz(path: Path, n_train: int = 48, n_test: int = 24, classes: int = 4, seed: int = 0):
     """Class k is a noisy image of brightness ~ k: learnable in a few steps."""
     rng = np.random.default_rng(seed)

@@ -66,10 +66,8 @@ def test_corrupt_image_file_is_named(tmp_path, capsys) -> None:
     broken = tmp_path / "set" / "train" / "c1" / "broken.png"
     broken.write_bytes(b"not a png at all")
     results = tmp_path / "results"
-    code = main(
-        ["train", "--dataset", f"imagefolder:{tmp_path / 'set'}", "--results-dir", str(results)]
-        + TINY
-    )
+    dataset = f"imagefolder:{tmp_path / 'set'}"
+    code = main(["train", "--dataset", dataset, "--results-dir", str(results), *TINY])
     assert code == 2
     assert "broken.png" in _error_line(capsys)
     assert not (results / "runs").exists() or not any((results / "runs").iterdir())

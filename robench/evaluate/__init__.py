@@ -1,6 +1,13 @@
 """The evaluator suite and its metric plugins, found by name in :data:`METRICS`."""
 
-from robench.evaluate import adversarial, calibration, clean, ood  # noqa: F401  (registers them)
+from robench.evaluate import (  # noqa: F401  (importing registers the built-in metrics)
+    adversarial,
+    calibration,
+    clean,
+    corruption,
+    flip,
+    ood,
+)
 from robench.evaluate.base import METRICS, EvalContext, MetricResult
 from robench.evaluate.suite import DEFAULT_METRICS, evaluate
 

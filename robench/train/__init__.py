@@ -1,4 +1,4 @@
-"""Training: the loop, its schedule and its losses."""
+"""Training: the loop and its schedule (loss terms come from the augmentation plugins)."""
 
 from robench.train.trainer import Trainer, resolve_device, use_amp
 

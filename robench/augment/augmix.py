@@ -1,0 +1,74 @@
+"""``augmix``: AugMix as in the official PyTorch ``cifar.py`` (spec methods.md §2)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from robench.augment.base import AUGMENTATIONS
+from robench.augment.mixing_ops import augment_and_mix
+from robench.augment.ops import AUGMIX_ALL_OPS, AUGMIX_OPS, random_op
+from robench.augment.views import MixViews
+from robench.errors import ConfigError
+
+
+def chain_depth(depth: int, rng: np.random.Generator) -> int:
+    """Ops in one chain: ``depth`` if positive, else uniform on {1, 2, 3} (official ``-1``)."""
+    return depth if depth > 0 else int(rng.integers(1, 4))
+
+
+@AUGMENTATIONS.register(
+    "augmix", description="AugMix: 3 chains of 1-3 PIL ops, Dirichlet/Beta mixed, JSD loss"
+)
+class AugMix(MixViews):
+    """AugMix: ``width`` chains of ``depth`` PIL ops mixed with Dirichlet weights, then blended
+    with the clean image with a Beta weight.
+
+    Defaults are the official code's: width 3, depth -1 (1-3), severity 3, alpha 1, the 9 ops
+    that do not overlap ImageNet-C (``all_ops=True`` adds color/contrast/brightness/sharpness),
+    JSD on (3 views, weight 12). The mix happens in float without uint8 round-trips between
+    chains, as the PyTorch ``cifar.py`` that produced the released models does.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        image_size: int = 32,
+        width: int = 3,
+        depth: int = -1,
+        severity: float = 3,
+        alpha: float = 1.0,
+        all_ops: bool = False,
+        jsd: bool = True,
+        jsd_weight: float = 12.0,
+        padding: int = 4,
+    ) -> None:
+        super().__init__(num_classes, image_size, jsd=jsd, jsd_weight=jsd_weight, padding=padding)
+        if width < 1 or depth == 0 or not 0 < severity <= 10 or alpha <= 0:
+            raise ConfigError(
+                "augmix needs width >= 1, depth > 0 or -1, 0 < severity <= 10, alpha > 0; "
+                f"got width={width}, depth={depth}, severity={severity}, alpha={alpha}"
+            )
+        self.width, self.depth, self.severity, self.alpha = width, depth, severity, alpha
+        self.all_ops = bool(all_ops)
+        self.ops = AUGMIX_ALL_OPS if self.all_ops else AUGMIX_OPS
+
+    def chain(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        for _ in range(chain_depth(self.depth, rng)):
+            x = random_op(x, self.ops, self.severity, rng)
+        return x
+
+    def view(
+        self, x: np.ndarray, mixing: np.ndarray | None, rng: np.random.Generator
+    ) -> np.ndarray:
+        return augment_and_mix(x, self.chain, self.width, self.alpha, rng)
+
+    def describe(self) -> dict[str, Any]:
+        return super().describe() | {
+            "width": self.width,
+            "depth": self.depth,
+            "severity": self.severity,
+            "alpha": self.alpha,
+            "all_ops": self.all_ops,
+        }

@@ -1,0 +1,80 @@
+"""Throughput of the augmentation plugins on this machine (``robench bench augment``)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from robench.augment.base import Augmentation, create_augmentation
+
+#: per-sample methods whose JSD views are timed both ways (``jsd`` on and off)
+JSD_METHODS = ("augmix", "ipmix", "pixmix")
+BATCH = 128  # images per ``batch()`` call for batch-path methods
+
+
+def _time_sample(plugin: Augmentation, images: np.ndarray, seed: int) -> float:
+    rng = np.random.default_rng(seed)
+    plugin.sample(images[0], rng)  # warm-up (imports, caches)
+    start = time.perf_counter()
+    for image in images:
+        plugin.sample(image, rng)
+    return time.perf_counter() - start
+
+
+def _time_batch(plugin: Augmentation, images: np.ndarray, seed: int) -> float:
+    rng = np.random.default_rng(seed)
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+    y = torch.zeros(len(images), dtype=torch.long)
+    plugin.batch(x[:BATCH].clone(), y[:BATCH], rng)  # warm-up
+    start = time.perf_counter()
+    for i in range(0, len(images), BATCH):
+        plugin.batch(x[i : i + BATCH].clone(), y[i : i + BATCH], rng)
+    return time.perf_counter() - start
+
+
+def bench_augment(
+    methods: list[str],
+    n_images: int = 256,
+    seed: int = 0,
+    images: np.ndarray | None = None,
+    image_size: int = 32,
+) -> pd.DataFrame:
+    """Images/s of each method's own path (``sample`` in one process, or ``batch`` on CPU).
+
+    ``images`` (uint8 (N, H, W, 3)) defaults to seeded noise; the ops' cost barely depends on
+    content. JSD methods are timed with and without their JSD views. Mixing-set loading is done
+    before the clock starts. One row per (method, jsd).
+    """
+    if images is None:
+        images = np.random.default_rng(seed).integers(
+            0, 256, (n_images, image_size, image_size, 3), dtype=np.uint8
+        )
+    images = images[:n_images]
+    rows: list[dict[str, Any]] = []
+    for name in methods:
+        variants = [{"jsd": True}, {"jsd": False}] if name in JSD_METHODS else [{}]
+        for options in variants:
+            plugin = create_augmentation(
+                name, num_classes=10, image_size=images.shape[1], **options
+            )
+            path = "sample" if plugin.has_sample else "batch"
+            timer = _time_sample if path == "sample" else _time_batch
+            seconds = timer(plugin, images, seed)
+            rows.append(
+                {
+                    "method": name,
+                    "jsd": bool(plugin.describe().get("jsd", False)),
+                    "path": path,
+                    "num_views": plugin.num_views,
+                    "n_images": len(images),
+                    "seconds": seconds,
+                    "images_per_s": len(images) / seconds,
+                    "views_per_s": len(images) * plugin.num_views / seconds,
+                    "torch_threads": torch.get_num_threads(),
+                }
+            )
+    return pd.DataFrame(rows)

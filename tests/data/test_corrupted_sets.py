@@ -1,0 +1,257 @@
+"""Generated CIFAR-10-C / -P sets: official layout, per-image seeds, cache, and the readers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from robench.data import corrupted_sets as S
+from robench.data.corruptions import corrupt_batch, corruption_seed_rngs
+from robench.data.datasets import DataIdentity, ImageData
+from robench.data.perturbations import FRAMES, perturb_batch
+from robench.errors import ConfigError, DataError
+
+NAMES = ["gaussian_noise", "zoom_blur", "frost"]
+
+
+@pytest.fixture(scope="module")
+def images() -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 256, (7, 32, 32, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def labels() -> np.ndarray:
+    return np.arange(7) % 3
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory, images, labels) -> tuple[Path, dict]:
+    root = tmp_path_factory.mktemp("c")
+    manifest = S.generate_cifar_c(
+        images, labels, root, corruptions=NAMES, seed=5, workers=1, progress=False
+    )
+    return root / "CIFAR-10-C", manifest
+
+
+def test_official_layout(generated, images, labels):
+    folder, manifest = generated
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        [f"{n}.npy" for n in NAMES] + ["labels.npy", "manifest.json"]
+    )
+    for name in NAMES:
+        arr = np.load(folder / f"{name}.npy")
+        assert arr.dtype == np.uint8 and arr.shape == (5 * 7, 32, 32, 3)
+    lab = np.load(folder / "labels.npy")
+    assert lab.dtype == np.uint8  # as the published labels.npy
+    np.testing.assert_array_equal(lab, np.tile(labels, 5))
+    on_disk = json.loads((folder / "manifest.json").read_text())
+    assert on_disk == json.loads(json.dumps(manifest))
+    assert manifest["seed"] == 5 and manifest["corruptions"] == NAMES
+    assert manifest["n_per_severity"] == 7 and manifest["severities"] == [1, 2, 3, 4, 5]
+    assert manifest["constants"] == "cifar" and len(manifest["constants_hash"]) == 16
+    assert manifest["source"]["count"] == 7 and "numpy" in manifest["versions"]
+    assert not list(folder.glob(".*.tmp"))
+
+
+def test_rows_are_severity_major_with_per_image_seeds(generated, images):
+    folder, _ = generated
+    frost = np.load(folder / "frost.npy")
+    for severity in (1, 4):
+        # any slice can be regenerated on its own: image 5 alone, from its derived seed
+        alone = corrupt_batch(
+            images[5:6], "frost", severity, corruption_seed_rngs(5, "frost", severity, [5])
+        )
+        np.testing.assert_array_equal(frost[(severity - 1) * 7 + 5], alone[0])
+    whole = corrupt_batch(images, "frost", 2, corruption_seed_rngs(5, "frost", 2, range(7)))
+    np.testing.assert_array_equal(frost[7:14], whole)
+
+
+def test_workers_do_not_change_the_output(tmp_path, images, labels, generated):
+    folder, _ = generated
+    S.generate_cifar_c(
+        images, labels, tmp_path, corruptions=NAMES[:2], seed=5, workers=2, progress=False
+    )
+    for name in NAMES[:2]:
+        np.testing.assert_array_equal(
+            np.load(tmp_path / "CIFAR-10-C" / f"{name}.npy"), np.load(folder / f"{name}.npy")
+        )
+
+
+def test_subset_severities_and_image_data(tmp_path, images, labels):
+    data = ImageData(
+        images=torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(),
+        labels=torch.from_numpy(labels),
+        classes=["a", "b", "c"],
+        identity=DataIdentity("toy", "test", 7, "abc", "memory"),
+    )
+    manifest = S.generate_cifar_c(
+        data, None, tmp_path, corruptions=["contrast"], severities=(2, 5), n_per_severity=4,
+        workers=1, progress=False, dataset_name="CIFAR-100-C",
+    )  # fmt: skip
+    assert manifest["source"]["identity"]["name"] == "toy"
+    arr = np.load(tmp_path / "CIFAR-100-C" / "contrast.npy")
+    assert arr.shape == (8, 32, 32, 3)
+    np.testing.assert_array_equal(
+        arr[4:],
+        corrupt_batch(images[:4], "contrast", 5, corruption_seed_rngs(0, "contrast", 5, range(4))),
+    )
+    got, lab = S.load_cifar_c(tmp_path / "CIFAR-100-C", "contrast", severity=5)
+    np.testing.assert_array_equal(got, arr[4:])
+    np.testing.assert_array_equal(lab, labels[:4])
+    with pytest.raises(ConfigError):
+        S.load_cifar_c(tmp_path / "CIFAR-100-C", "contrast", severity=1)
+
+
+def test_bad_arguments(tmp_path, images, labels):
+    with pytest.raises(ConfigError):
+        S.generate_cifar_c(images, labels, tmp_path, corruptions=["rain"], progress=False)
+    with pytest.raises(ConfigError):
+        S.generate_cifar_c(images, labels, tmp_path, severities=(0,), progress=False)
+    with pytest.raises(ConfigError):
+        S.generate_cifar_c(images, labels, tmp_path, n_per_severity=8, progress=False)
+    with pytest.raises(DataError):
+        S.generate_cifar_c(images, labels[:3], tmp_path, progress=False)
+    with pytest.raises(DataError):
+        S.generate_cifar_c(images.astype(float), labels, tmp_path, progress=False)
+
+
+def test_failed_generation_leaves_no_file(tmp_path, images, labels, monkeypatch):
+    real = S.corrupt_batch
+
+    def failing(batch, name, *args, **kwargs):
+        if name == "zoom_blur":
+            raise RuntimeError("boom")
+        return real(batch, name, *args, **kwargs)
+
+    monkeypatch.setattr(S, "corrupt_batch", failing)
+    with pytest.raises(RuntimeError):
+        S.generate_cifar_c(images, labels, tmp_path, corruptions=NAMES, workers=1, progress=False)
+    folder = tmp_path / "CIFAR-10-C"
+    assert sorted(p.name for p in folder.iterdir()) == ["gaussian_noise.npy"]  # no tmp, no manifest
+
+
+# --------------------------------------------------------------------------- official files
+
+
+@pytest.fixture
+def official(tmp_path) -> Path:
+    """A miniature Zenodo folder: 5 severities x 6 images, no manifest."""
+    folder = tmp_path / "CIFAR-10-C"
+    folder.mkdir()
+    imgs = np.arange(30 * 32 * 32 * 3, dtype=np.uint64).astype(np.uint8).reshape(30, 32, 32, 3)
+    np.save(folder / "fog.npy", imgs)
+    np.save(folder / "labels.npy", np.tile(np.arange(6, dtype=np.uint8), 5))
+    return folder
+
+
+def test_load_official_folder(official):
+    imgs, lab = S.load_cifar_c(official, "fog", severity=3, expected_labels=np.arange(6))
+    np.testing.assert_array_equal(imgs, np.load(official / "fog.npy")[12:18])
+    assert lab.dtype == np.int64 and list(lab) == list(range(6))
+    every, lab_all = S.load_cifar_c(official, "fog")
+    assert every.shape == (30, 32, 32, 3) and len(lab_all) == 30
+
+
+def test_load_checks(official):
+    with pytest.raises(DataError, match="does not match"):
+        S.load_cifar_c(official, "fog", expected_labels=np.arange(6)[::-1])
+    with pytest.raises(DataError, match="6 images per severity"):
+        S.load_cifar_c(official, "fog", expected_labels=np.arange(5))
+    with pytest.raises(DataError, match="does not exist"):
+        S.load_cifar_c(official, "snow")
+    data = (official / "fog.npy").read_bytes()
+    (official / "fog.npy").write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataError, match="truncated"):
+        S.load_cifar_c(official, "fog")
+    np.save(official / "fog.npy", np.zeros((30, 32, 32), np.uint8))
+    with pytest.raises(DataError, match="uint8"):
+        S.load_cifar_c(official, "fog")
+    np.save(official / "fog.npy", np.zeros((29, 32, 32, 3), np.uint8))
+    with pytest.raises(DataError, match="multiple"):
+        S.load_cifar_c(official, "fog")
+    np.save(official / "fog.npy", np.zeros((30, 32, 32, 3), np.uint8))
+    np.save(official / "labels.npy", np.zeros(25, np.uint8))
+    with pytest.raises(DataError, match="labels"):
+        S.load_cifar_c(official, "fog")
+
+
+# --------------------------------------------------------------------------- cache
+
+
+def test_ensure_reuses_only_a_matching_cache(tmp_path, images, labels, monkeypatch):
+    kwargs = dict(corruptions=["contrast"], workers=1, progress=False, cache_root=tmp_path)
+    folder = S.ensure_cifar_c(images, labels, **kwargs)
+    assert folder.parent.parent == tmp_path and (folder / "manifest.json").is_file()
+    calls = []
+    real = S.generate_cifar_c
+    monkeypatch.setattr(S, "generate_cifar_c", lambda *a, **k: calls.append(1) or real(*a, **k))
+    assert S.ensure_cifar_c(images, labels, **kwargs) == folder and not calls  # reused
+    other = S.ensure_cifar_c(images, labels, seed=1, **kwargs)
+    assert other != folder and len(calls) == 1  # another seed, another key
+    changed = images.copy()
+    changed[0, 0, 0, 0] ^= 1
+    assert S.ensure_cifar_c(changed, labels, **kwargs) not in (folder, other)
+    (folder / "contrast.npy").write_bytes(b"")  # damaged: regenerated in place
+    assert S.ensure_cifar_c(images, labels, **kwargs) == folder and len(calls) == 3
+    assert np.load(folder / "contrast.npy").shape == (35, 32, 32, 3)
+
+
+def test_ensure_default_cache_dir(tmp_path, images, labels, monkeypatch):
+    monkeypatch.setenv("ROBENCH_CACHE", str(tmp_path))
+    folder = S.ensure_cifar_c(images, labels, corruptions=["brightness"], workers=1, progress=False)
+    assert folder.is_relative_to(tmp_path / "corruptions")
+
+
+# --------------------------------------------------------------------------- CIFAR-10-P
+
+
+def test_generate_and_load_cifar_p(tmp_path, images):
+    names = ["gaussian_noise", "translate"]
+    manifest = S.generate_cifar_p(images, tmp_path, perturbations=names, seed=2, n_images=3,
+                                  workers=1, progress=False)  # fmt: skip
+    folder = tmp_path / "CIFAR-10-P"
+    assert manifest["frames"] == {"gaussian_noise": 31, "translate": 16}
+    for name in names:
+        seqs = S.load_cifar_p(folder, name)
+        assert seqs.shape == (3, FRAMES[name], 32, 32, 3) and seqs.dtype == np.uint8
+    seqs = S.load_cifar_p(folder, "gaussian_noise")
+    again = perturb_batch(images[1:2], "gaussian_noise", S.p_seed_rngs(2, "gaussian_noise", 1, [1]))
+    np.testing.assert_array_equal(seqs[1], again[0])
+    np.testing.assert_array_equal(seqs[:, 0], images[:3])  # frame 0 is the clean image
+    np.save(folder / "translate.npy", np.zeros((3, 31, 32, 32, 3), np.uint8))
+    with pytest.raises(DataError, match="frames"):
+        S.load_cifar_p(folder, "translate")
+    with pytest.raises(DataError, match="does not exist"):
+        S.load_cifar_p(folder, "rotate")
+
+
+def test_cifar_p_difficulty_files(tmp_path, images):
+    assert S.p_file_name("shot_noise", 2) == "shot_noise_2.npy"
+    with pytest.raises(ConfigError):
+        S.p_file_name("rotate", 2)
+    S.generate_cifar_p(images, tmp_path, perturbations=["shot_noise"], difficulty=3, n_images=2,
+                       workers=1, progress=False)  # fmt: skip
+    assert (tmp_path / "CIFAR-10-P" / "shot_noise_3.npy").is_file()
+    assert S.load_cifar_p(tmp_path / "CIFAR-10-P", "shot_noise", difficulty=3).shape[:2] == (2, 31)
+
+
+def test_ensure_cifar_p(tmp_path, images):
+    kwargs = dict(perturbations=["brightness"], n_images=2, workers=1, progress=False,
+                  cache_root=tmp_path)  # fmt: skip
+    folder = S.ensure_cifar_p(images, **kwargs)
+    stamp = (folder / "brightness.npy").stat().st_mtime_ns
+    assert S.ensure_cifar_p(images, **kwargs) == folder
+    assert (folder / "brightness.npy").stat().st_mtime_ns == stamp
+
+
+def test_bench_corrupt_smoke():
+    from robench.data.corruption_bench import bench_corrupt
+
+    df = bench_corrupt(4, corruptions=["contrast", "speckle_noise"], severities=(1,), workers=1)
+    assert list(df.corruption) == ["contrast", "speckle_noise"]
+    assert (df.images_per_s_1core > 0).all() and df.attrs["projected_full_set_s"] > 0
+    assert df.benchmark.tolist() == [True, False]
