@@ -8,7 +8,8 @@ The short public API::
     table, csv_path = robench.report("results")
 
 Importing robench registers its CIFAR architectures in timm's registry
-(``timm.create_model("wrn_40_2", num_classes=10)``) and its augmentation and metric plugins.
+(``timm.create_model("wrn_40_2", num_classes=10)``), its augmentation and metric plugins, and
+those that other installed packages declare as entry points (:mod:`robench.plugins`).
 """
 
 from robench import models  # noqa: F401  (registers the CIFAR architectures in timm)
@@ -17,6 +18,7 @@ from robench.config import Config, load_config
 from robench.data import load_dataset
 from robench.evaluate import METRICS, EvalContext, evaluate
 from robench.pipeline import evaluate_run, train
+from robench.plugins import discover
 from robench.report import report
 
 __version__ = "0.1.0"
@@ -34,3 +36,5 @@ __all__ = [
     "report",
     "train",
 ]
+
+discover()  # third-party plugins; never raises (broken ones are listed by `robench list`)

@@ -219,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="evaluate a trained run; results go into its metrics.json")
     p.add_argument("run", help="a run folder, e.g. results/runs/<run-id>")
-    p.add_argument("--metrics", help="comma-separated metric names (default: the run's config)")
+    p.add_argument("--metrics", help="comma-separated metric names (default: the whole suite)")
     p.add_argument("--option", action="append", metavar="METRIC.KEY=VALUE", help="a metric option")
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N (default: the run's config)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -18,6 +18,9 @@ from typing import Any
 
 from robench.errors import ConfigError
 
+#: the full evaluator suite, in the order it runs (the default of ``evaluate.metrics``)
+ALL_METRICS = ["clean", "corruption", "calibration", "flip", "pgd", "ood"]
+
 
 def _range(lo: float | None = None, hi: float | None = None, choices: tuple[Any, ...] = ()) -> Any:
     return {"lo": lo, "hi": hi, "choices": choices}
@@ -74,7 +77,7 @@ class TrainConfig:
 
 @dataclass
 class EvaluateConfig:
-    metrics: list[str] = _f(["clean"], doc="metric plugins to run after training")
+    metrics: list[str] = _f(ALL_METRICS, doc="metric plugins to run after training")
     batch_size: int = _f(500, doc="evaluation batch size", lo=1)
     options: dict[str, Any] = _f({}, doc="per-metric options, e.g. {pgd = {steps = 10}}")
 

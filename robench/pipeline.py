@@ -135,7 +135,7 @@ def train(
     }
     write_metrics(run_dir, doc)
     if evaluate_after:
-        evaluate_run(run_dir, test_data=test_data, progress=progress)
+        evaluate_run(run_dir, cfg.evaluate.metrics, test_data=test_data, progress=progress)
     return run_dir
 
 
@@ -193,7 +193,7 @@ def evaluate_run(
         progress=progress,
         amp=use_amp(cfg.train.amp, torch_device),
     )
-    names = metrics or cfg.evaluate.metrics or list(DEFAULT_METRICS)
+    names = metrics or list(DEFAULT_METRICS)
     merged_options = {**cfg.evaluate.options, **(options or {})}
     results = evaluate(model, test_data, names, ctx=ctx, options=merged_options)
     records = read_records(run_dir)  # keep the records of metrics evaluated earlier

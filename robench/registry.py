@@ -1,6 +1,7 @@
-"""One small generic registry, used by every plugin kind (augmentations, metrics, ...).
+"""One small generic registry, used by every plugin kind (augmentations, metrics, data sets, ...).
 
-Models are the exception: they live in timm's own registry (``timm.create_model``).
+Models live in timm's own registry (``timm.create_model``); :data:`robench.plugins.MODELS` only
+records which of them robench lists and where each came from.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from robench.errors import ConfigError
 
 T = TypeVar("T")
 
+BUILT_IN = "built-in"
+
 
 @dataclass(frozen=True)
 class Entry(Generic[T]):
@@ -22,38 +25,53 @@ class Entry(Generic[T]):
     name: str
     factory: T
     description: str
-    origin: str
+    origin: str  # "built-in", or the distribution and version that provides it
 
 
 class Registry(Generic[T]):
-    """Maps names to factories; unknown names get a "did you mean" error."""
+    """Maps names to factories; unknown names get a "did you mean" error.
+
+    ``failed`` maps names that a third-party plugin meant to provide but could not (broken or
+    conflicting) to the reason, so that using such a name says why instead of "unknown".
+    """
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._entries: dict[str, Entry[T]] = {}
+        self.failed: dict[str, str] = {}
 
     def register(
-        self, name: str, *, description: str = "", origin: str = "built-in"
+        self, name: str, *, description: str = "", origin: str = BUILT_IN
     ) -> Callable[[T], T]:
         """Decorator: ``@AUGMENTATIONS.register("ipmix", description="...")``."""
 
         def add(factory: T) -> T:
             if name in self._entries:
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
-            doc = description or (getattr(factory, "__doc__", None) or "").strip().split("\n")[0]
+            doc = description or first_line(getattr(factory, "__doc__", None))
             self._entries[name] = Entry(name, factory, doc, origin)
             return factory
 
         return add
 
+    def unregister(self, name: str) -> None:
+        """Forget ``name`` (plugin discovery re-runs from scratch this way)."""
+        del self._entries[name]
+
     def get(self, name: str) -> T:
         """The factory registered under ``name``; a clear error naming the choices otherwise."""
+        return self.entry(name).factory
+
+    def entry(self, name: str) -> Entry[T]:
+        """The whole entry (factory, description, origin) under ``name``."""
         try:
-            return self._entries[name].factory
+            return self._entries[name]
         except KeyError:
             raise ConfigError(self.unknown_message(name)) from None
 
     def unknown_message(self, name: str) -> str:
+        if name in self.failed:
+            return f"{self.kind} {name!r} is not available: {self.failed[name]}"
         close = difflib.get_close_matches(name, list(self._entries), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         return f"unknown {self.kind} {name!r}{hint}; choose one of: {', '.join(self.names())}"
@@ -69,3 +87,8 @@ class Registry(Generic[T]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
+
+
+def first_line(doc: str | None) -> str:
+    """The first line of a docstring: the one-line description ``robench list`` shows."""
+    return (doc or "").strip().split("\n")[0].strip()

@@ -62,6 +62,7 @@ def tiny_config(tmp_path: Path, tiny_npz: Path):
             "train.lr=0.05",
             'train.device="cpu"',
             "evaluate.batch_size=64",
+            'evaluate.metrics=["clean"]',
         ]
         return load_config(None, [*base, *overrides])
 

@@ -21,6 +21,8 @@ TINY = [
     "train.batch_size=16",
     "--set",
     'train.device="cpu"',
+    "--set",
+    'evaluate.metrics=["clean"]',
     "--epochs",
     "1",
     "--quiet",

@@ -3,6 +3,8 @@
 Names: ``cifar10``, ``cifar100`` (official torchvision layout under the data root),
 ``imagefolder:<path>`` (class sub-folders, inside ``train/`` and ``test/`` split folders or not)
 and ``npz:<path>``. Relative paths are looked up in the working directory, then the data root.
+Any other ``<name>`` or ``<name>:<arg>`` is looked up in :data:`DATASETS`, the data-set plugins
+that installed packages declare (see docs/extending.md).
 
 Everything is decoded up front into one uint8 array: CIFAR-sized sets fit in memory many times
 over, and augmentation workers then index a tensor instead of re-decoding files every epoch.
@@ -15,7 +17,7 @@ import math
 import os
 import pickle
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,11 +28,20 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from robench.errors import DataError
+from robench.errors import DataError, RobenchError
 from robench.io import hash_arrays
+from robench.registry import Registry
 
 SPLITS = ("train", "test")
-SPEC_FORMS = "cifar10, cifar100, imagefolder:<path>, npz:<path>"
+#: the built-in spec forms and what they read (``robench list`` shows them)
+BUILTIN_DATASETS = {
+    "cifar10": "CIFAR-10, official python-version files under the data root",
+    "cifar100": "CIFAR-100, official python-version files under the data root",
+    "imagefolder:<path>": "class sub-folders of images, optionally inside train/ and test/",
+    "npz:<path>": "arrays x_train, y_train, x_test, y_test (or x, y), optional classes",
+}
+SPEC_FORMS = ", ".join(BUILTIN_DATASETS)
+BUILTIN_PREFIXES = {form.partition(":")[0] for form in BUILTIN_DATASETS}
 # torchvision's ImageFolder extensions, so a folder it reads is a folder we read.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 PROVIDE_HINT = (
@@ -39,6 +50,15 @@ PROVIDE_HINT = (
 )
 _DECODE_CHUNK = 256  # files per thread-pool task: amortises scheduling over tiny images
 _DECODE_THREADS = min(4, os.cpu_count() or 1)
+
+
+#: A data-set plugin: ``factory(arg, split, root=data_root)`` -> uint8 images (N, H, W, 3),
+#: integer labels (N,) and class names. ``arg`` is what follows ``<name>:`` in the spec (None for
+#: a bare ``<name>``). robench subsets, hashes and records it like a built-in set.
+DatasetFactory = Callable[..., tuple[np.ndarray, np.ndarray, list[str]]]
+
+#: data-set plugins by spec prefix; the built-in forms are handled by :func:`load_dataset` itself
+DATASETS: Registry[DatasetFactory] = Registry("data set")
 
 
 @dataclass(frozen=True)
@@ -118,8 +138,12 @@ def load_dataset(
             source = _find_path(arg, data_root, origin, spec, want_dir=False)
             name = f"npz:{source.stem}"
             images, labels, classes = _load_npz(source, split)
+        elif kind not in BUILTIN_PREFIXES:
+            name = spec
+            plugin_arg = arg if sep else None
+            images, labels, classes, source = _load_plugin(spec, kind, plugin_arg, split, data_root)
         else:
-            raise DataError(f"unknown data set {spec!r}: use one of {SPEC_FORMS}")
+            raise DataError(f"unknown data set {spec!r}: use one of {_spec_forms()}")
         keep = _subset_indices(labels, len(classes), per_class, subset_seed)
         if keep is not None:
             images, labels = images[keep], labels[keep]
@@ -134,6 +158,11 @@ def load_dataset(
         subset=f"{per_class} per class (seed {subset_seed})" if per_class else "all",
     )
     return ImageData(torch.from_numpy(images), torch.from_numpy(labels), list(classes), identity)
+
+
+def _spec_forms() -> str:
+    plugins = ", ".join(f"{n}[:<arg>]" for n in DATASETS.names())
+    return f"{SPEC_FORMS}, {plugins} (plugins)" if plugins else SPEC_FORMS
 
 
 def check_same_classes(train: ImageData, test: ImageData) -> None:
@@ -212,6 +241,42 @@ def _check_labels(labels: np.ndarray, num_classes: int, where: str) -> None:
         raise DataError(
             f"{where}: label {bad} is outside 0..{num_classes - 1} ({num_classes} class names)"
         )
+
+
+# --- plugins (installed packages, robench.datasets entry points) -------------------------------
+
+
+def _load_plugin(
+    spec: str, plugin: str, arg: str | None, split: str, data_root: Path
+) -> tuple[np.ndarray, np.ndarray, list[str], str]:
+    """Call data-set plugin ``plugin`` and check what it returns, as :func:`_load_npz` does."""
+    if plugin in DATASETS.failed:  # a plugin meant to provide it but is broken or conflicting
+        raise DataError(DATASETS.unknown_message(plugin))
+    if plugin not in DATASETS:
+        raise DataError(f"unknown data set {spec!r}: use one of {_spec_forms()}")
+    entry = DATASETS.entry(plugin)
+    where = f"data set plugin {plugin!r} ({entry.origin})"
+    try:
+        out = entry.factory(arg, split, root=data_root)
+    except RobenchError:
+        raise
+    except Exception as e:  # a plugin bug: name the plugin; --debug shows the traceback
+        raise DataError(f"{where} failed: {_one_line(e)}") from e
+    if not (isinstance(out, tuple) and len(out) == 3):
+        raise DataError(f"{where} must return (images, labels, classes), got {type(out).__name__}")
+    x, y, classes = np.asarray(out[0]), np.asarray(out[1]), out[2]
+    if x.dtype != np.uint8 or x.ndim != 4 or x.shape[-1] != 3 or len(x) == 0:
+        raise DataError(
+            f"{where} returned images of dtype {x.dtype} and shape {x.shape}: "
+            "expected uint8 (N, H, W, 3) with N > 0"
+        )
+    if y.ndim != 1 or len(y) != len(x) or not np.issubdtype(y.dtype, np.integer):
+        raise DataError(f"{where} must return {len(x)} integer labels, got {y.dtype} {y.shape}")
+    if not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)):
+        raise DataError(f"{where} must return the class names as a list of str")
+    y = y.astype(np.int64)
+    _check_labels(y, len(classes), where)
+    return x.transpose(0, 3, 1, 2), y, classes, f"{plugin} plugin ({entry.origin})"
 
 
 # --- CIFAR (official python-version pickles) ------------------------------------------------

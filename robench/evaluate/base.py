@@ -76,9 +76,29 @@ def predict_logits(
     scale = 255.0 if images.dtype == torch.uint8 else 1.0
     out = []
     for chunk in batches(images, ctx.batch_size, desc, ctx.progress):
-        x = chunk.to(ctx.device, non_blocking=True).float().div_(scale)
+        out += [_forward(model, part, scale, ctx) for part in _fitting(chunk, ctx)]
+    return torch.cat(out)
+
+
+def _fitting(chunk: torch.Tensor, ctx: EvalContext) -> list[torch.Tensor]:
+    """The chunk itself, or halves of it once the device ran out of memory on that size."""
+    size = ctx.batch_size
+    return [chunk[i : i + size] for i in range(0, len(chunk), size)]
+
+
+def _forward(
+    model: torch.nn.Module, part: torch.Tensor, scale: float, ctx: EvalContext
+) -> torch.Tensor:
+    """Logits of one batch; on a CUDA out-of-memory error, halve ``ctx.batch_size`` and retry,
+    so evaluation runs at the largest batch that fits (the size is kept for later batches)."""
+    try:
+        x = part.to(ctx.device, non_blocking=True).float().div_(scale)
         x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=ctx.amp):
-            logits = model(x)
-        out.append(logits.float().cpu())
-    return torch.cat(out)
+            return model(x).float().cpu()
+    except torch.OutOfMemoryError:
+        if len(part) <= 1:
+            raise
+        torch.cuda.empty_cache()
+        ctx.batch_size = max(1, len(part) // 2)
+        return torch.cat([_forward(model, p, scale, ctx) for p in _fitting(part, ctx)])

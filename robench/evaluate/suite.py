@@ -9,12 +9,13 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from robench.config import ALL_METRICS
 from robench.data import ImageData
 from robench.errors import ConfigError
 from robench.evaluate.base import METRICS, EvalContext, MetricResult
 
-#: what ``robench evaluate`` runs when no list is given: every registered metric
-DEFAULT_METRICS = ("clean",)
+#: what ``robench evaluate`` runs when no list is given: the whole suite
+DEFAULT_METRICS = tuple(ALL_METRICS)
 
 
 def evaluate(

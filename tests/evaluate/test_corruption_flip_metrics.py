@@ -106,3 +106,21 @@ def test_flip_of_a_constant_model_is_zero(tmp_path) -> None:
 
     result = flip(Constant(), _data(n=6), _ctx(tmp_path), perturbations=["rotate", "shot_noise"])
     assert result.values["mfp"] == 0.0
+
+
+def test_predict_logits_halves_the_batch_on_out_of_memory() -> None:
+    from robench.evaluate.base import predict_logits
+
+    class Picky(torch.nn.Module):
+        """Runs out of memory on batches larger than 8."""
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if len(x) > 8:
+                raise torch.OutOfMemoryError("fake")
+            return x.flatten(1)[:, :3]
+
+    images = torch.randint(0, 256, (50, 3, 4, 4), dtype=torch.uint8)
+    ctx = EvalContext(batch_size=64, progress=False)
+    logits = predict_logits(Picky(), images, ctx)
+    assert 4 <= ctx.batch_size <= 8  # halved until it fitted, no further
+    torch.testing.assert_close(logits, images.flatten(1)[:, :3].float() / 255)
