@@ -73,6 +73,8 @@ class TrainConfig:
     )
     channels_last: bool = _f(True, doc="channels_last memory format")
     threads: int = _f(0, doc="torch CPU threads, 0 = torch default", lo=0)
+    checkpoint_every_steps: int = _f(0, doc="also checkpoint every N steps, 0 = off", lo=0)
+    checkpoint_minutes: float = _f(10.0, doc="also checkpoint every N minutes, 0 = off", lo=0.0)
 
 
 @dataclass

@@ -22,3 +22,7 @@ class DataError(RobenchError):
 
 class CheckpointError(RobenchError):
     """A checkpoint is missing, corrupt, untrusted or does not fit the model."""
+
+
+class Interrupted(RobenchError):
+    """Training was stopped by SIGINT/SIGTERM after saving a checkpoint."""

@@ -14,7 +14,7 @@ from robench.augment import create_augmentation
 from robench.config import Config, config_from_dict, read_toml
 from robench.data import ImageData, check_same_classes, load_dataset
 from robench.errors import ConfigError, RobenchError
-from robench.evaluate import DEFAULT_METRICS, EvalContext, evaluate
+from robench.evaluate import DEFAULT_METRICS, EvalContext, MetricResult, evaluate
 from robench.io import cache_dir, derive_seed, machine_info, package_versions
 from robench.models import count_parameters, create_model
 from robench.runs import (
@@ -195,17 +195,21 @@ def evaluate_run(
     )
     names = metrics or list(DEFAULT_METRICS)
     merged_options = {**cfg.evaluate.options, **(options or {})}
-    results = evaluate(model, test_data, names, ctx=ctx, options=merged_options)
+    doc["data"]["eval"] = test_data.identity.to_dict()
     records = read_records(run_dir)  # keep the records of metrics evaluated earlier
-    for name, result in results.items():
+
+    def save(name: str, result: MetricResult) -> None:
+        """Write each metric as soon as it is done: an interrupted evaluation keeps it."""
         doc["metrics"][name] = result.values
+        doc.setdefault("metric_options", {})[name] = merged_options.get(name, {})
         doc.setdefault("metric_seconds", {})[name] = round(result.seconds, 3)
+        doc["evaluated"] = datetime.now(UTC).isoformat(timespec="seconds")
+        doc["versions"] = package_versions()
         write_tables(run_dir, name, result.tables)
         records.update({f"{name}/{k}": v for k, v in result.records.items()})
-    doc["data"]["eval"] = test_data.identity.to_dict()
-    doc["evaluated"] = datetime.now(UTC).isoformat(timespec="seconds")
-    doc["versions"] = package_versions()
-    if records:
-        write_records(run_dir, records)
-    write_metrics(run_dir, doc)
+        if records:
+            write_records(run_dir, records)
+        write_metrics(run_dir, doc)
+
+    evaluate(model, test_data, names, ctx=ctx, options=merged_options, on_result=save)
     return doc

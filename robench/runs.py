@@ -24,7 +24,14 @@ from robench.io import atomic_write, hash_text, write_json, write_text
 SCHEMA_VERSION = 1
 
 # Keys that do not change what a run computes, so they stay out of the run id.
-_NOT_IDENTITY = {("results_dir",), ("train", "workers"), ("train", "threads"), ("evaluate",)}
+_NOT_IDENTITY = {
+    ("results_dir",),
+    ("train", "workers"),
+    ("train", "threads"),
+    ("train", "checkpoint_every_steps"),
+    ("train", "checkpoint_minutes"),
+    ("evaluate",),
+}
 
 
 def run_id(cfg: Config) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -25,10 +26,13 @@ def evaluate(
     *,
     ctx: EvalContext | None = None,
     options: dict[str, dict[str, Any]] | None = None,
+    on_result: Callable[[str, MetricResult], None] | None = None,
 ) -> dict[str, MetricResult]:
     """Evaluate ``model`` (float input in [0, 1]) on ``data`` with each named metric plugin.
 
     ``options`` maps a metric name to its keyword options, e.g. ``{"pgd": {"steps": 10}}``.
+    ``on_result(name, result)`` is called as each metric finishes (to save it at once, so an
+    interrupted evaluation keeps what it finished).
     """
     ctx = ctx or EvalContext()
     options = options or {}
@@ -45,4 +49,6 @@ def evaluate(
         result = metric(model, data, ctx, **options.get(name, {}))
         result.seconds = time.perf_counter() - start
         results[name] = result
+        if on_result is not None:
+            on_result(name, result)
     return results

@@ -1,16 +1,20 @@
 """The training loop: SGD + Nesterov with a per-step cosine schedule, as in the AugMix/IPMix code.
 
 Determinism: the shuffle of each epoch, every augmentation draw (per sample and per step) and the
-global torch RNG (dropout) are seeded from (seed, epoch[, index or step]), never from a running
-state, so a run resumed from its last epoch checkpoint repeats an uninterrupted run bit for bit on
-the CPU, whatever the number of DataLoader workers.
+global torch RNG (dropout) are seeded from (seed, epoch, index or step), never from a running
+state, so a run resumed from any checkpoint (end of an epoch, or mid-epoch: every
+``checkpoint_every_steps`` steps, every ``checkpoint_minutes``, and on SIGINT/SIGTERM) repeats an
+uninterrupted run bit for bit on the CPU, whatever the number of DataLoader workers.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import math
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,7 +30,7 @@ from tqdm.auto import tqdm
 from robench.augment.base import Augmentation
 from robench.config import TrainConfig
 from robench.data import ImageData
-from robench.errors import RobenchError
+from robench.errors import Interrupted, RobenchError
 from robench.io import atomic_write
 from robench.runs import load_checkpoint, save_checkpoint
 
@@ -85,6 +89,17 @@ def _worker_init(_: int) -> None:
 
 
 @dataclass
+class Partial:
+    """How far the current epoch got: what a mid-epoch checkpoint carries besides the weights."""
+
+    step: int = 0
+    loss_sum: float = 0.0
+    wrong_sum: int = 0
+    seen: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
 class EpochStats:
     epoch: int
     lr: float
@@ -131,27 +146,38 @@ class Trainer:
             self.optimizer, lambda s: cosine_factor(s, self.total_steps, cfg.lr, cfg.lr_min)
         )
         self.start_epoch = 0
+        self.partial = Partial()
         self.history: list[EpochStats] = []
+        self._stop_requested = False
+        self._last_save = time.monotonic()
         self._dataset = AugmentedImages(data, plugin, seed) if plugin.has_sample else None
 
     # -- checkpoints -----------------------------------------------------------------------
-    def state(self, epoch: int) -> dict[str, Any]:
+    def state(self, epoch: int, partial: Partial) -> dict[str, Any]:
+        """``epoch`` epochs done, plus ``partial.step`` steps of the next one."""
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "epoch": epoch,
+            "partial": vars(partial),
             "history": [vars(h) for h in self.history],
         }
 
+    def save(self, epoch: int, partial: Partial) -> None:
+        save_checkpoint(self.checkpoint, self.state(epoch, partial))
+        self._last_save = time.monotonic()
+
     def resume(self) -> int:
-        """Load the last checkpoint; returns the number of epochs already done."""
+        """Load the last checkpoint; returns the number of epochs already done (a mid-epoch
+        checkpoint continues that epoch at its next step)."""
         state = load_checkpoint(self.checkpoint)
         try:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
             self.start_epoch = int(state["epoch"])
+            self.partial = Partial(**state.get("partial", {}))
             self.history = [EpochStats(**h) for h in state.get("history", [])]
         except (KeyError, RuntimeError, ValueError, TypeError) as err:
             first = str(err).splitlines()[0]
@@ -165,9 +191,10 @@ class Trainer:
         gen = torch.Generator().manual_seed(_seed(self.seed, _SHUFFLE, epoch))
         return torch.randperm(len(self.data), generator=gen)
 
-    def _batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """(views stacked view-major, labels) on the device, before the plugin's batch stage."""
-        order = self._order(epoch)
+    def _batches(self, epoch: int, first_step: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(views stacked view-major, labels) on the device, before the plugin's batch stage,
+        from step ``first_step`` of the epoch on."""
+        order = self._order(epoch)[first_step * self.cfg.batch_size :]
         if self._dataset is None:
             for start in range(0, len(order), self.cfg.batch_size):
                 idx = order[start : start + self.cfg.batch_size]
@@ -202,23 +229,25 @@ class Trainer:
         wrong = (views[0].argmax(1) != labels).sum()
         return loss, wrong
 
-    def train_epoch(self, epoch: int) -> EpochStats:
+    def train_epoch(self, epoch: int, partial: Partial) -> EpochStats:
+        """Train one epoch from step ``partial.step`` (0 unless resuming mid-epoch)."""
         self.model.train()
-        torch.manual_seed(_seed(self.seed, _TORCH, epoch))  # dropout and any other torch draw
-        loss_sum = torch.zeros((), device=self.device)
-        wrong_sum = torch.zeros((), device=self.device, dtype=torch.long)
-        seen = 0
-        start = time.perf_counter()
+        loss_sum = torch.tensor(partial.loss_sum, device=self.device)
+        wrong_sum = torch.tensor(partial.wrong_sum, device=self.device)
+        seen = partial.seen
+        start = time.perf_counter() - partial.seconds
         bar = tqdm(
-            self._batches(epoch),
+            self._batches(epoch, partial.step),
             total=self.steps_per_epoch,
+            initial=partial.step,
             desc=f"epoch {epoch + 1}/{self.cfg.epochs}",
             disable=not self.progress,
             unit="step",
             leave=False,
         )
         with torch.autograd.set_detect_anomaly(self.detect_anomaly):
-            for step, (x, y) in enumerate(bar):
+            for step, (x, y) in enumerate(bar, start=partial.step):
+                torch.manual_seed(_seed(self.seed, _TORCH, epoch, step))  # dropout, any torch draw
                 rng = np.random.default_rng([self.seed, _STEP, epoch, step])
                 if self.plugin.has_batch:
                     x, targets = self.plugin.batch(x, y, rng)
@@ -232,9 +261,25 @@ class Trainer:
                 loss_sum += loss.detach() * len(y)
                 wrong_sum += wrong
                 seen += len(y)
-                if step % 20 == 0 or step == self.steps_per_epoch - 1:
+                last = step == self.steps_per_epoch - 1
+                if step % 20 == 0 or last:
                     self._check_finite(loss_sum, epoch, step)
                     bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}")
+                if not last and self._checkpoint_due(step):
+                    self._check_finite(loss_sum, epoch, step)
+                    done = Partial(
+                        step + 1,
+                        loss_sum.item(),
+                        int(wrong_sum.item()),
+                        seen,
+                        time.perf_counter() - start,
+                    )
+                    self.save(epoch, done)
+                    if self._stop_requested:
+                        raise Interrupted(
+                            f"interrupted at epoch {epoch + 1}, step {step + 1}; the checkpoint "
+                            f"{self.checkpoint} is saved: rerun with --resume to continue"
+                        )
         seconds = time.perf_counter() - start
         return EpochStats(
             epoch=epoch + 1,
@@ -245,6 +290,15 @@ class Trainer:
             images_per_s=seen / seconds,
         )
 
+    def _checkpoint_due(self, step: int) -> bool:
+        every = self.cfg.checkpoint_every_steps
+        minutes = self.cfg.checkpoint_minutes
+        return (
+            self._stop_requested
+            or (every > 0 and (step + 1) % every == 0)
+            or (minutes > 0 and time.monotonic() - self._last_save >= 60 * minutes)
+        )
+
     def _check_finite(self, loss_sum: torch.Tensor, epoch: int, step: int) -> None:
         if not torch.isfinite(loss_sum):
             raise RobenchError(
@@ -253,20 +307,43 @@ class Trainer:
             )
 
     def fit(self, stop_after: int | None = None) -> list[EpochStats]:
-        """Train from ``start_epoch`` to ``cfg.epochs`` (or to epoch ``stop_after``, e.g. to
-        simulate an interruption), checkpointing and logging every epoch."""
+        """Train from where the checkpoint left off to ``cfg.epochs`` (or to epoch
+        ``stop_after``), checkpointing and logging every epoch. SIGINT/SIGTERM stop at the next
+        step after saving a checkpoint (a second SIGINT aborts at once)."""
         end = self.cfg.epochs if stop_after is None else min(stop_after, self.cfg.epochs)
-        for epoch in range(self.start_epoch, end):
-            stats = self.train_epoch(epoch)
-            self.history.append(stats)
-            save_checkpoint(self.checkpoint, self.state(epoch + 1))
-            self._write_log()
-            if self.progress:
-                tqdm.write(
-                    f"epoch {stats.epoch}/{self.cfg.epochs}: loss {stats.train_loss:.4f}, "
-                    f"train error {stats.train_error:.2f} %, {stats.images_per_s:.0f} img/s"
-                )
+        with self._stop_on_signals():
+            for epoch in range(self.start_epoch, end):
+                stats = self.train_epoch(epoch, self.partial)
+                self.partial = Partial()
+                self.history.append(stats)
+                self.save(epoch + 1, self.partial)
+                self._write_log()
+                if self.progress:
+                    tqdm.write(
+                        f"epoch {stats.epoch}/{self.cfg.epochs}: loss {stats.train_loss:.4f}, "
+                        f"train error {stats.train_error:.2f} %, {stats.images_per_s:.0f} img/s"
+                    )
         return self.history
+
+    @contextlib.contextmanager
+    def _stop_on_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def request_stop(signum: int, frame: Any) -> None:
+            if self._stop_requested and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            self._stop_requested = True
+
+        previous = {
+            sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)
+        }
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     def _write_log(self) -> None:
         buffer = io.StringIO()

@@ -1,0 +1,99 @@
+"""Interrupted training continues exactly: SIGKILL at a mid-epoch checkpoint, SIGTERM, resume."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from robench.errors import Interrupted
+from robench.pipeline import train
+from robench.runs import load_checkpoint, read_metrics
+from robench.train.trainer import Trainer
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(run / "checkpoint.pt")["model"]
+
+
+def _assert_same(a: Path, b: Path) -> None:
+    wa, wb = _weights(a), _weights(b)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa), "weights differ"
+    assert read_metrics(a)["metrics"] == read_metrics(b)["metrics"]
+
+
+def test_stop_mid_epoch_then_resume_equals_straight(tiny_config, tmp_path, monkeypatch) -> None:
+    extra = ("model.options={drop_rate = 0.3}", "train.epochs=2")
+    straight = train(tiny_config(*extra, f'results_dir="{tmp_path}/a"'), progress=False)
+
+    cfg = tiny_config(*extra, f'results_dir="{tmp_path}/b"')
+    real_due = Trainer._checkpoint_due
+
+    def stop_at_step_1(self: Trainer, step: int) -> bool:
+        self._stop_requested = self._stop_requested or step == 1  # as SIGTERM would
+        return real_due(self, step)
+
+    monkeypatch.setattr(Trainer, "_checkpoint_due", stop_at_step_1)
+    with pytest.raises(Interrupted, match=r"epoch 1, step 2.*--resume"):
+        train(cfg, progress=False)
+    monkeypatch.undo()
+    state = load_checkpoint(
+        straight.parent.parent.parent / "b" / "runs" / straight.name / "checkpoint.pt"
+    )
+    assert (state["epoch"], state["partial"]["step"]) == (0, 2)
+    resumed = train(cfg, resume=True, progress=False)
+    _assert_same(straight, resumed)
+
+
+def _cli(npz: Path, results: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable, "-m", "robench.cli", "train",
+        "--dataset", f"npz:{npz}", "--results-dir", str(results), "--epochs", "2", "--quiet",
+        "--set", 'model.name="wrn_16_2"', "--set", "train.batch_size=8",
+        "--set", 'train.device="cpu"', "--set", "model.options={drop_rate = 0.3}",
+        "--set", 'evaluate.metrics=["clean"]', "--set", "train.checkpoint_every_steps=1",
+        *extra,
+    ]  # fmt: skip
+
+
+def _run_until_checkpoints(args: list[str], checkpoint: Path, writes: int, sig: int) -> int:
+    """Start training, wait until the checkpoint has been written ``writes`` times, signal it."""
+    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    seen, last = 0, None
+    deadline = time.monotonic() + 120
+    while seen < writes and proc.poll() is None and time.monotonic() < deadline:
+        stamp = checkpoint.stat().st_mtime_ns if checkpoint.exists() else None
+        if stamp is not None and stamp != last:
+            seen, last = seen + 1, stamp
+        time.sleep(0.01)
+    assert proc.poll() is None, f"training ended before {writes} checkpoints: {proc.stderr.read()}"
+    os.kill(proc.pid, sig)
+    proc.wait(timeout=60)
+    return proc.returncode
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("sig", "writes"), [(signal.SIGKILL, 2), (signal.SIGKILL, 7), (signal.SIGTERM, 4)]
+)
+def test_killed_process_resumes_exactly(tiny_npz, tmp_path, sig, writes) -> None:
+    straight = tmp_path / "straight"
+    subprocess.run(_cli(tiny_npz, straight), cwd=REPO, check=True, capture_output=True)
+    (run,) = (straight / "runs").iterdir()
+
+    killed = tmp_path / "killed"
+    checkpoint = killed / "runs" / run.name / "checkpoint.pt"
+    code = _run_until_checkpoints(_cli(tiny_npz, killed), checkpoint, writes, sig)
+    assert code == (-signal.SIGKILL if sig == signal.SIGKILL else 130)
+    assert read_metrics(checkpoint.parent) is None  # no results from an unfinished run
+    load_checkpoint(checkpoint)  # never half-written
+    subprocess.run(_cli(tiny_npz, killed, "--resume"), cwd=REPO, check=True, capture_output=True)
+    _assert_same(run, checkpoint.parent)
