@@ -9,10 +9,11 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import pandas as pd
 
-from robench.errors import RobenchError
+from robench.errors import Interrupted, RobenchError
 
 SHORTCUTS = {  # --flag -> config key
     "epochs": "train.epochs",
@@ -47,7 +48,7 @@ def _print_table(table: pd.DataFrame) -> None:
 def cmd_train(args: argparse.Namespace) -> None:
     from robench.config import load_config
     from robench.pipeline import train
-    from robench.report import gather_runs
+    from robench.report.tables import gather_runs, run_summary
 
     cfg = load_config(args.config, _overrides(args))
     run_dir = train(
@@ -59,8 +60,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         detect_anomaly=args.detect_anomaly,
     )
     print(f"run folder: {run_dir}")
-    table = gather_runs(cfg.results_dir)
-    _print_table(table[table.run_id == run_dir.name].drop(columns=["run_id"]))
+    _print_table(run_summary(gather_runs(cfg.results_dir), run_dir.name))
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -86,33 +86,52 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from robench.report import report
+    from robench.report import build_report
+    from robench.report.page import display_table
+    from robench.report.published import PUBLISHED_CSV
 
-    table, path = report(args.results_dir)
-    if table.empty:
+    rep = build_report(
+        args.results_dir, plots=not args.no_plots, published=args.published or PUBLISHED_CSV
+    )
+    if rep.runs.empty:
         print(f"no finished runs under {Path(args.results_dir) / 'runs'}; train one first")
     else:
-        cols = [c for c in table.columns if c != "run_id" and not c.endswith("_seconds")]
-        _print_table(table[cols])
-    print(f"wrote {path} ({len(table)} runs)")
+        _print_table(display_table(rep.leaderboard, ci=False))
+    for what, path in rep.files.items():
+        print(f"wrote {path} ({what})")
+    if rep.plots:
+        print(f"wrote {len(rep.plots)} plots under {Path(args.results_dir) / 'plots'} (PNG + SVG)")
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from robench.report.claims import check_claims, claims_display, failed
+
+    table = check_claims(args.claims, args.results_dir)
+    _print_table(claims_display(table))
+    print(", ".join(f"{n} {status}" for status, n in table["status"].value_counts().items()))
+    _save_table(table, args.csv)
+    return 1 if len(failed(table, strict=args.strict)) else 0
 
 
 def cmd_list(args: argparse.Namespace) -> None:
-    import robench
-    from robench.models import CIFAR_MODELS
+    """One row per method, metric, data set and CIFAR model (the first two words of a row are
+    its kind and name, which scripts rely on), then any plugins left out and why."""
+    from robench.data.datasets import BUILTIN_DATASETS
+    from robench.plugins import PROBLEMS, REGISTRIES
+    from robench.registry import BUILT_IN
 
-    rows = []
-    for kind, registry in (("method", robench.AUGMENTATIONS), ("metric", robench.METRICS)):
-        rows += [
-            {"kind": kind, "name": e.name, "origin": e.origin, "description": e.description}
-            for e in registry.entries()
-        ]
-    rows += [
-        {"kind": "model", "name": n, "origin": "built-in (timm registry)", "description": ""}
-        for n in CIFAR_MODELS
-    ]
-    with pd.option_context("display.max_colwidth", 80):
-        print(pd.DataFrame(rows).to_string(index=False))
+    rows = [("kind", "name", "origin", "description")]
+    for kind, registry in REGISTRIES.items():
+        if kind == "dataset":
+            rows += [(kind, name, BUILT_IN, text) for name, text in BUILTIN_DATASETS.items()]
+        rows += [(kind, e.name, e.origin, e.description) for e in registry.entries()]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        print("  ".join([*(cell.ljust(w) for cell, w in zip(row, widths, strict=False)), row[3]]))
+    if PROBLEMS:
+        print("\nfailed plugins (left out; robench works without them):")
+        for problem in PROBLEMS:
+            print(f"  ! {problem}")
 
 
 def _csv_list(text: str | None) -> list[str] | None:
@@ -192,10 +211,15 @@ def cmd_corrupt(args: argparse.Namespace) -> None:
         print(f"wrote {Path(args.out) / f'{name}-P'}")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument prints one line (no usage block) and exits with status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"robench: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="robench", description="Robustness benchmarking for image classifiers."
-    )
+    parser = _Parser(prog="robench", description="Robustness benchmarking for image classifiers.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -225,9 +249,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("report", help="gather every run into results/leaderboard.csv")
+    p = sub.add_parser("report", help="leaderboard, tables, plots and report.html from every run")
     p.add_argument("--results-dir", default="results", help="default: results")
+    p.add_argument("--no-plots", action="store_true", help="tables and pages only (faster)")
+    p.add_argument("--published", help="published numbers CSV (default: baselines/published.csv)")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("check", help="check claims (TOML) against the results; exit 1 if any fail")
+    p.add_argument("claims", help="claims file, e.g. baselines/claims/ipmix_paper.toml")
+    p.add_argument("--results-dir", default="results", help="default: results")
+    p.add_argument("--strict", action="store_true", help="NOT-ENOUGH-DATA also fails (exit 1)")
+    p.add_argument("--csv", help="also write the claims table to this CSV file")
+    p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("gallery", help="PNG grids of augmented views and of the mixing set")
     p.add_argument("--dataset", default="imagefolder:../shared/data/cifar10-jpeg")
@@ -262,7 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", help="also write the table to this CSV file")
     p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("list", help="list registered methods, metrics and CIFAR models")
+    p = sub.add_parser(
+        "list", help="list methods, metrics, data sets and CIFAR models, built-in and plugins"
+    )
     p.set_defaults(func=cmd_list)
     return parser
 
@@ -271,7 +306,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        args.func(args)
+        status = args.func(args)
+    except Interrupted as err:
+        print(f"robench: {err}", file=sys.stderr)
+        return 130
     except RobenchError as err:
         if args.debug:
             raise
@@ -280,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("robench: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,14 +13,22 @@ from robench.augment import create_augmentation
 from robench.config import Config, config_from_dict, read_toml
 from robench.data import ImageData, check_same_classes, load_dataset
 from robench.errors import ConfigError, RobenchError
-from robench.evaluate import DEFAULT_METRICS, EvalContext, MetricResult, evaluate
+from robench.evaluate import (
+    DEFAULT_METRICS,
+    EvalContext,
+    MetricResult,
+    check_metrics,
+    evaluate,
+)
 from robench.io import cache_dir, derive_seed, machine_info, package_versions
 from robench.models import count_parameters, create_model
 from robench.runs import (
+    clear_run,
     load_checkpoint,
     read_metrics,
     read_records,
     run_id,
+    run_lock,
     runs_root,
     write_config,
     write_metrics,
@@ -64,8 +71,26 @@ def train(
     ``stop_after`` ends the session after that many epochs (checkpoint kept, no metrics): what an
     interrupted run leaves behind, to be continued with ``resume=True``.
     """
-    _set_threads(cfg)
     run_dir = runs_root(cfg.results_dir) / run_id(cfg)
+    with run_lock(run_dir):
+        return _train(
+            cfg, run_dir, resume, force, progress, evaluate_after, detect_anomaly, stop_after
+        )
+
+
+def _train(
+    cfg: Config,
+    run_dir: Path,
+    resume: bool,
+    force: bool,
+    progress: bool,
+    evaluate_after: bool,
+    detect_anomaly: bool,
+    stop_after: int | None,
+) -> Path:
+    _set_threads(cfg)
+    if evaluate_after:  # a typo in the metrics must not surface only after hours of training
+        check_metrics(cfg.evaluate.metrics, cfg.evaluate.options)
     checkpoint = run_dir / "checkpoint.pt"
     if resume and checkpoint.exists() and (doc := read_metrics(run_dir)) is not None:
         # training finished earlier: evaluate only what is missing
@@ -81,7 +106,7 @@ def train(
                 f"run {run_dir} already has a checkpoint; pass --resume to continue it "
                 "or --force to start it over"
             )
-        shutil.rmtree(run_dir)
+        clear_run(run_dir)
     train_data = load_split(cfg, "train", progress)
     test_data = load_split(cfg, "test", progress)
     check_same_classes(train_data, test_data)
@@ -176,6 +201,18 @@ def evaluate_run(
 ) -> dict[str, Any]:
     """Evaluate a trained run's checkpoint; merges the numbers into its metrics.json."""
     run_dir = Path(run_dir)
+    with run_lock(run_dir):
+        return _evaluate_run(run_dir, metrics, options, test_data, progress, device)
+
+
+def _evaluate_run(
+    run_dir: Path,
+    metrics: list[str] | None,
+    options: dict[str, dict[str, Any]] | None,
+    test_data: ImageData | None,
+    progress: bool,
+    device: str | None,
+) -> dict[str, Any]:
     cfg = load_run_config(run_dir)
     _set_threads(cfg)
     doc = read_metrics(run_dir)

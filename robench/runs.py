@@ -7,9 +7,14 @@ A run folder holds ``config.toml`` (the resolved config), ``train_log.csv`` (one
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import io
 import json
+import os
 import re
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +54,56 @@ def run_id(cfg: Config) -> str:
 
 def runs_root(results_dir: str | Path) -> Path:
     return Path(results_dir) / "runs"
+
+
+_HELD: set[Path] = set()  # run folders this process has locked (the lock is re-entrant)
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold ``<run_dir>/.lock`` so two processes never train or evaluate one run at once.
+
+    An advisory ``flock``: released by the OS when the process dies, so a killed run never
+    leaves a stale lock behind.
+    """
+    run_dir = run_dir.resolve()
+    if run_dir in _HELD:
+        yield
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / ".lock", "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            owner = handle.read().strip() or "another process"
+            raise RobenchError(
+                f"run {run_dir.name} is in use by {owner}; wait for it to finish, or use "
+                "another results_dir or seed"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"robench process {os.getpid()}")
+        handle.flush()
+        _HELD.add(run_dir)
+        try:
+            yield
+        finally:
+            _HELD.discard(run_dir)
+            if [p.name for p in run_dir.iterdir()] == [".lock"]:
+                shutil.rmtree(run_dir)  # a run that failed before writing anything leaves nothing
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def clear_run(run_dir: Path) -> None:
+    """Delete a run's files (for --force), keeping the lock file that guards it."""
+    for path in run_dir.iterdir():
+        if path.name == ".lock":
+            continue
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
 
 
 def write_config(run_dir: Path, cfg: Config) -> None:

@@ -18,6 +18,7 @@ the output does not depend on the number of workers.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import multiprocessing
 import os
@@ -55,7 +56,7 @@ from robench.io import (
 )
 
 MANIFEST = "manifest.json"
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2  # 2: file records carry a sha256
 SEVERITIES = (1, 2, 3, 4, 5)
 # Images per task sent to a worker: big enough to amortise the transfer, small enough to
 # balance the workers and keep the progress bar moving.
@@ -255,7 +256,64 @@ def _save_npy(path: Path, arr: np.ndarray) -> None:
 
 def _file_record(path: Path) -> dict[str, Any]:
     arr = np.load(path, mmap_mode="r")
-    return {"shape": list(arr.shape), "dtype": str(arr.dtype), "bytes": path.stat().st_size}
+    return {
+        "shape": list(arr.shape),
+        "dtype": str(arr.dtype),
+        "bytes": path.stat().st_size,
+        "sha256": _sha256(path),
+    }
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 24):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _file_ok(path: Path, record: dict[str, Any]) -> bool:
+    """The file exists with the recorded size and checksum (a flipped byte is caught too)."""
+    return (
+        path.is_file()
+        and path.stat().st_size == record.get("bytes")
+        and _sha256(path) == record.get("sha256")
+    )
+
+
+class _Progress:
+    """Which files of a set are complete, so an interrupted generation continues where it was.
+
+    ``progress.json`` (written atomically after each file) names the set's key and the finished
+    files with their checksums; files of another key, or whose checksum no longer matches, are
+    made again. The manifest replaces it once the set is complete.
+    """
+
+    NAME = "progress.json"
+
+    def __init__(self, out_dir: Path, key: str) -> None:
+        self.out_dir, self.key = out_dir, key
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / MANIFEST).unlink(missing_ok=True)  # the set is incomplete until rewritten
+        try:
+            saved = json.loads((out_dir / self.NAME).read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            saved = {}
+        files = saved.get("files", {}) if saved.get("key") == key else {}
+        self.files: dict[str, dict[str, Any]] = {
+            name: record for name, record in files.items() if _file_ok(out_dir / name, record)
+        }
+
+    def has(self, name: str) -> bool:
+        return name in self.files
+
+    def add(self, name: str) -> None:
+        self.files[name] = _file_record(self.out_dir / name)
+        write_json(self.out_dir / self.NAME, {"key": self.key, "files": self.files})
+
+    def finish(self, manifest: dict[str, Any]) -> None:
+        write_json(self.out_dir / MANIFEST, manifest)
+        (self.out_dir / self.NAME).unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------- CIFAR-10-C
@@ -317,25 +375,28 @@ def generate_cifar_c(
     images, labels, source = _subset(images, labels, n_per_severity)
     n = len(images)
     out_dir = Path(out_root) / dataset_name
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / MANIFEST).unlink(missing_ok=True)  # the set is incomplete until rewritten
-
+    key_fields = _c_key_fields(
+        corruptions, severities, seed, table.name, source["content_hash"], dataset_name
+    )
+    done = _Progress(out_dir, hash_text(json.dumps(key_fields, sort_keys=True)))
+    todo = [name for name in corruptions if not done.has(f"{name}.npy")]
     tasks = [
         _Task("c", name, sev, start, min(start + C_TASK, n))
-        for name in corruptions
+        for name in todo
         for sev in severities
         for start in range(0, n, C_TASK)
     ]
     shape = (len(severities) * n, *images.shape[1:])
-    per_file = len(tasks) // len(corruptions)
+    per_file = len(tasks) // max(1, len(todo))
     results = _run_tasks(tasks, images, seed, table.name, workers, progress, dataset_name)
     with contextlib.closing(results):
-        for name in corruptions:
+        for name in todo:
             with _npy_out(out_dir / f"{name}.npy", shape) as arr:
                 for _ in range(per_file):
                     task, out = next(results)
                     row = severities.index(task.level) * n + task.start
                     arr[row : row + len(out)] = out
+            done.add(f"{name}.npy")
 
     # The official labels.npy is uint8 (make_cifar_c.py); int64 only if a label does not fit.
     label_dtype = (
@@ -343,25 +404,19 @@ def generate_cifar_c(
     )
     _save_npy(out_dir / "labels.npy", np.tile(labels, len(severities)).astype(label_dtype))
 
-    key_fields = _c_key_fields(
-        corruptions, severities, seed, table.name, source["content_hash"], dataset_name
-    )
+    done.add("labels.npy")
     manifest = {
         "manifest_version": MANIFEST_VERSION,
         **key_fields,
-        "key": hash_text(json.dumps(key_fields, sort_keys=True)),
+        "key": done.key,
         "n_per_severity": n,
         "layout": "rows = (severity index) * n_per_severity + image index",
         "source": source,
-        "files": {
-            p.name: _file_record(p)
-            for p in sorted(out_dir.glob("*.npy"))
-            if p.stem in corruptions or p.stem == "labels"
-        },
+        "files": {f"{name}.npy": done.files[f"{name}.npy"] for name in [*corruptions, "labels"]},
         "versions": _versions(),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    write_json(out_dir / MANIFEST, manifest)
+    done.finish(manifest)
     return manifest
 
 
@@ -446,11 +501,8 @@ def load_cifar_c(
 
 
 def _files_ok(folder: Path, manifest: dict[str, Any]) -> bool:
-    for name, record in manifest.get("files", {}).items():
-        path = folder / name
-        if not path.is_file() or path.stat().st_size != record.get("bytes"):
-            return False
-    return bool(manifest.get("files"))
+    files = manifest.get("files", {})
+    return bool(files) and all(_file_ok(folder / name, record) for name, record in files.items())
 
 
 def ensure_cifar_c(
@@ -549,35 +601,36 @@ def generate_cifar_p(
     images, _, source = _subset(images, None, n_images)
     n = len(images)
     out_dir = Path(out_root) / dataset_name
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / MANIFEST).unlink(missing_ok=True)
+    fields = _p_key_fields(perturbations, difficulty, seed, source["content_hash"], dataset_name)
+    done = _Progress(out_dir, hash_text(json.dumps(fields, sort_keys=True)))
+    todo = [name for name in perturbations if not done.has(files[name])]
     tasks = [
         _Task("p", name, difficulty, start, min(start + P_TASK, n))
-        for name in perturbations
+        for name in todo
         for start in range(0, n, P_TASK)
     ]
-    per_file = len(tasks) // len(perturbations)
+    per_file = len(tasks) // max(1, len(todo))
     results = _run_tasks(tasks, images, seed, "cifar", workers, progress, dataset_name)
     with contextlib.closing(results):
-        for name in perturbations:
+        for name in todo:
             shape = (n, FRAMES[name], *images.shape[1:])
             with _npy_out(out_dir / files[name], shape) as arr:
                 for _ in range(per_file):
                     task, out = next(results)
                     arr[task.start : task.stop] = out
-    fields = _p_key_fields(perturbations, difficulty, seed, source["content_hash"], dataset_name)
+            done.add(files[name])
     manifest = {
         "manifest_version": MANIFEST_VERSION,
         **fields,
-        "key": hash_text(json.dumps(fields, sort_keys=True)),
+        "key": done.key,
         "n_images": n,
         "frames": {name: FRAMES[name] for name in perturbations},
         "source": source,
-        "files": {files[name]: _file_record(out_dir / files[name]) for name in perturbations},
+        "files": {files[name]: done.files[files[name]] for name in perturbations},
         "versions": _versions(),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    write_json(out_dir / MANIFEST, manifest)
+    done.finish(manifest)
     return manifest
 
 

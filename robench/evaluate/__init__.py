@@ -9,6 +9,13 @@ from robench.evaluate import (  # noqa: F401  (importing registers the built-in 
     ood,
 )
 from robench.evaluate.base import METRICS, EvalContext, MetricResult
-from robench.evaluate.suite import DEFAULT_METRICS, evaluate
+from robench.evaluate.suite import DEFAULT_METRICS, check_metrics, evaluate
 
-__all__ = ["DEFAULT_METRICS", "METRICS", "EvalContext", "MetricResult", "evaluate"]
+__all__ = [
+    "DEFAULT_METRICS",
+    "METRICS",
+    "EvalContext",
+    "MetricResult",
+    "check_metrics",
+    "evaluate",
+]

@@ -24,7 +24,7 @@ import torch
 from robench.data.corrupted_sets import SEVERITIES, ensure_cifar_c, load_cifar_c
 from robench.data.corruption_constants import BENCHMARK_CORRUPTIONS
 from robench.data.datasets import ImageData
-from robench.errors import ConfigError
+from robench.errors import ConfigError, DataError
 from robench.evaluate.base import METRICS, EvalContext, MetricResult, predict_logits
 from robench.evaluate.calibration import confidence_and_correct, rms_calibration_error
 
@@ -82,6 +82,11 @@ def corruption(
     for ci, name in enumerate(corruptions):
         for si, severity in enumerate(severities):
             images, _ = load_cifar_c(folder, name, severity=severity, expected_labels=expected)
+            if images.shape[1:] != (data.image_size, data.image_size, 3):
+                raise DataError(
+                    f"{folder / f'{name}.npy'} holds {images.shape[1]}x{images.shape[2]} images "
+                    f"but the test set is {data.image_size}x{data.image_size}: wrong data set"
+                )
             x = torch.from_numpy(images).permute(0, 3, 1, 2)
             logits = predict_logits(model, x, ctx, desc=f"{name} s{severity}")
             confidence, correct = confidence_and_correct(logits, labels)

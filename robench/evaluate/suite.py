@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -17,6 +17,15 @@ from robench.evaluate.base import METRICS, EvalContext, MetricResult
 
 #: what ``robench evaluate`` runs when no list is given: the whole suite
 DEFAULT_METRICS = tuple(ALL_METRICS)
+
+
+def check_metrics(metrics: Sequence[str], options: dict[str, dict[str, Any]]) -> None:
+    """Unknown metric names and options fail here, before any work (or training) is done."""
+    for name in [*metrics, *options]:
+        try:
+            inspect.signature(METRICS.get(name)).bind(None, None, None, **options.get(name, {}))
+        except TypeError as err:
+            raise ConfigError(f"evaluate.options.{name}: {err}") from None
 
 
 def evaluate(
@@ -36,11 +45,7 @@ def evaluate(
     """
     ctx = ctx or EvalContext()
     options = options or {}
-    for name in [*metrics, *options]:  # unknown names and options fail before any work is done
-        try:
-            inspect.signature(METRICS.get(name)).bind(model, data, ctx, **options.get(name, {}))
-        except TypeError as err:
-            raise ConfigError(f"evaluate.options.{name}: {err}") from None
+    check_metrics(metrics, options)
     results: dict[str, MetricResult] = {}
     model = model.to(ctx.device).eval()
     for name in tqdm(metrics, desc="evaluate", disable=not ctx.progress or len(metrics) < 2):

@@ -165,6 +165,13 @@ class Trainer:
         }
 
     def save(self, epoch: int, partial: Partial) -> None:
+        """Checkpoint, unless the weights went NaN/inf: the last good checkpoint is kept."""
+        if not all(torch.isfinite(p).all() for p in self.model.parameters()):
+            raise RobenchError(
+                f"the weights became NaN/inf after {epoch} epochs and {partial.step} steps; the "
+                f"last good checkpoint is kept at {self.checkpoint}; lower train.lr or check "
+                "the data"
+            )
         save_checkpoint(self.checkpoint, self.state(epoch, partial))
         self._last_save = time.monotonic()
 

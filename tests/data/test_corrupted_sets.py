@@ -131,7 +131,35 @@ def test_failed_generation_leaves_no_file(tmp_path, images, labels, monkeypatch)
     with pytest.raises(RuntimeError):
         S.generate_cifar_c(images, labels, tmp_path, corruptions=NAMES, workers=1, progress=False)
     folder = tmp_path / "CIFAR-10-C"
-    assert sorted(p.name for p in folder.iterdir()) == ["gaussian_noise.npy"]  # no tmp, no manifest
+    # no temporary file, no manifest; the finished file is recorded for a resumed generation
+    assert sorted(p.name for p in folder.iterdir()) == ["gaussian_noise.npy", "progress.json"]
+
+    # an interrupted generation continues where it was: the finished file is not made again,
+    # and the result equals a generation that ran straight through
+    monkeypatch.undo()
+    first = folder / "gaussian_noise.npy"
+    stamp = first.stat().st_mtime_ns
+    resumed = S.generate_cifar_c(
+        images, labels, tmp_path, corruptions=NAMES, workers=1, progress=False
+    )
+    assert first.stat().st_mtime_ns == stamp
+    assert not (folder / "progress.json").exists()
+    straight = S.generate_cifar_c(
+        images, labels, tmp_path / "straight", corruptions=NAMES, workers=1, progress=False
+    )
+    assert resumed["files"] == straight["files"]  # same sizes and sha256 checksums
+
+
+def test_a_flipped_byte_in_the_cache_is_detected_and_rebuilt(tmp_path, images, labels):
+    kwargs = {"corruptions": ["fog"], "workers": 1, "progress": False, "cache_root": tmp_path}
+    folder = S.ensure_cifar_c(images, labels, **kwargs)
+    path = folder / "fog.npy"
+    good = path.read_bytes()
+    damaged = bytearray(good)
+    damaged[-1] ^= 0xFF  # same size, one pixel changed
+    path.write_bytes(bytes(damaged))
+    assert S.ensure_cifar_c(images, labels, **kwargs) == folder
+    assert path.read_bytes() == good
 
 
 # --------------------------------------------------------------------------- official files

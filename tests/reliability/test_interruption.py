@@ -30,6 +30,10 @@ def _assert_same(a: Path, b: Path) -> None:
     assert read_metrics(a)["metrics"] == read_metrics(b)["metrics"]
 
 
+@pytest.mark.fault(
+    "training stopped mid-epoch by a stop request (as SIGINT/SIGTERM), then --resume",
+    "checkpoint saved at the step; resumed weights and metrics equal an uninterrupted run",
+)
 def test_stop_mid_epoch_then_resume_equals_straight(tiny_config, tmp_path, monkeypatch) -> None:
     extra = ("model.options={drop_rate = 0.3}", "train.epochs=2")
     straight = train(tiny_config(*extra, f'results_dir="{tmp_path}/a"'), progress=False)
@@ -81,6 +85,12 @@ def _run_until_checkpoints(args: list[str], checkpoint: Path, writes: int, sig: 
 
 
 @pytest.mark.slow
+@pytest.mark.fault(
+    "training process killed (SIGKILL after 2 and 7 checkpoint writes, SIGTERM after 4), "
+    "then --resume",
+    "exit -9 / 130; the checkpoint loads; no metrics yet; resumed weights and metrics equal "
+    "an uninterrupted run",
+)
 @pytest.mark.parametrize(
     ("sig", "writes"), [(signal.SIGKILL, 2), (signal.SIGKILL, 7), (signal.SIGTERM, 4)]
 )

@@ -1,0 +1,223 @@
+"""Every class of bad input ends in one clear line, exit status 2, no traceback, nothing written."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from robench.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _robench(*args: str) -> subprocess.CompletedProcess:
+    """``robench ARGS`` in this process (as fast as a function call, same output and status)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(list(args))
+        except SystemExit as exit_:  # argparse errors and --help
+            code = exit_.code
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
+
+
+def test_the_real_entry_point_prints_one_line_too(tmp_path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "robench.cli", "train", "--epochs", "x"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    _assert_one_line_error(proc, "invalid int value: 'x'")
+
+
+def _assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    err = proc.stderr.strip()
+    assert err.startswith("robench: error: ") and "\n" not in err, err
+    assert "Traceback" not in proc.stderr
+    for needle in needles:
+        assert needle in err, err
+
+
+def _no_results(results: Path) -> None:
+    assert not list(results.glob("runs/*/metrics.json")), "a failed run left results behind"
+    assert not list(results.glob("runs/*/checkpoint.pt"))
+
+
+TINY = ["--epochs", "1", "--quiet", "--set", "train.batch_size=8"]
+
+CONFIG_CASES = {
+    "unknown key": ("[train]\nepoch = 3\n", "unknown config key 'train.epoch'"),
+    "wrong type": ("[train]\nlr = 'fast'\n", "'train.lr' must be a number"),
+    "out of range": ("[train]\nlr = -1\n", "'train.lr' must be >= 0.0"),
+    "unknown method": ('[augment]\nmethod = "ipmx"\n', "did you mean 'ipmix'"),
+    "unknown model": ('[model]\nname = "wrn_40_22"\n', "unknown model 'wrn_40_22'"),
+    "unknown metric": ('[evaluate]\nmetrics = ["clen"]\n', "did you mean 'clean'"),
+    "bad plugin option": ("[augment]\nmethod = 'ipmix'\noptions = {k = 'three'}\n", "ipmix"),
+    "malformed TOML": ("[train\n", "is not valid TOML"),
+}
+
+
+@pytest.mark.fault("bad configs (8 kinds)", "one line naming the key or name; nothing written")
+@pytest.mark.parametrize("case", sorted(CONFIG_CASES))
+def test_bad_config(case, tiny_npz, tmp_path) -> None:
+    text, needle = CONFIG_CASES[case]
+    config = tmp_path / "bad.toml"
+    config.write_text(f'[data]\ndataset = "npz:{tiny_npz}"\n' + text.replace("[data]\n", ""))
+    proc = _robench("train", str(config), "--results-dir", str(tmp_path / "r"), *TINY)
+    _assert_one_line_error(proc, needle)
+    _no_results(tmp_path / "r")
+
+
+def _folder(root: Path, classes: dict[str, list[tuple[int, int]]]) -> Path:
+    for name, sizes in classes.items():
+        (root / name).mkdir(parents=True)
+        for i, (h, w) in enumerate(sizes):
+            Image.fromarray(np.full((h, w, 3), 9 * i, np.uint8)).save(root / name / f"{i}.png")
+    return root
+
+
+def _data_case(case: str, tmp: Path) -> tuple[str, str]:
+    """(dataset spec, expected text) for one kind of bad data."""
+    if case == "wrong image shape":
+        np.savez(tmp / "d.npz", x=np.zeros((4, 32, 32), np.uint8), y=np.zeros(4, np.int64))
+        return f"npz:{tmp / 'd.npz'}", "d.npz"
+    if case == "labels out of range":
+        np.savez(
+            tmp / "d.npz", x=np.zeros((4, 32, 32, 3), np.uint8), y=np.array([0, 1, 2, -1]),
+        )  # fmt: skip
+        return f"npz:{tmp / 'd.npz'}", "label"
+    if case == "empty folder":
+        (tmp / "empty" / "train").mkdir(parents=True)
+        (tmp / "empty" / "test").mkdir(parents=True)
+        return f"imagefolder:{tmp / 'empty'}", "empty"
+    if case == "class mismatch between splits":
+        _folder(tmp / "m" / "train", {"cat": [(32, 32)] * 2, "dog": [(32, 32)] * 2})
+        _folder(tmp / "m" / "test", {"cat": [(32, 32)] * 2, "fox": [(32, 32)] * 2})
+        return f"imagefolder:{tmp / 'm'}", "fox"
+    if case == "mixed image sizes":
+        _folder(tmp / "s", {"cat": [(32, 32), (30, 32)], "dog": [(32, 32)]})
+        return f"imagefolder:{tmp / 's'}", "30"
+    if case == "corrupt image file":
+        _folder(tmp / "c", {"cat": [(32, 32)] * 2, "dog": [(32, 32)] * 2})
+        (tmp / "c" / "dog" / "bad.png").write_bytes(b"\x89PNG broken")
+        return f"imagefolder:{tmp / 'c'}", "bad.png"
+    if case == "missing data root":
+        return "cifar10", "cifar-10-batches-py"
+    raise AssertionError(case)
+
+
+DATA_CASES = [
+    "wrong image shape",
+    "labels out of range",
+    "empty folder",
+    "class mismatch between splits",
+    "mixed image sizes",
+    "corrupt image file",
+    "missing data root",
+]
+
+
+@pytest.mark.fault("bad data (7 kinds)", "one line naming the file or problem; nothing written")
+@pytest.mark.parametrize("case", DATA_CASES)
+def test_bad_data(case, tmp_path) -> None:
+    spec, needle = _data_case(case, tmp_path)
+    args = ["train", "--dataset", spec, "--results-dir", str(tmp_path / "r"), *TINY]
+    proc = _robench(*args, "--data-root", str(tmp_path / "nowhere"))
+    _assert_one_line_error(proc, needle)
+    _no_results(tmp_path / "r")
+
+
+CLI_CASES = {
+    "unknown command": (["trian"], "invalid choice: 'trian'"),
+    "bad integer": (["train", "--epochs", "many"], "invalid int value: 'many'"),
+    "unknown flag": (["train", "--epochz", "3"], "unrecognized arguments: --epochz"),
+    "bad override": (["train", "--set", "train.epochs"], "must look like key=value"),
+    "not a run folder": (["evaluate", "/nonexistent/run"], "is not a run folder"),
+    "missing claims file": (["check", "/nonexistent/claims.toml"], "claims.toml"),
+}
+
+
+@pytest.mark.fault("bad command-line arguments (6 kinds)", "one line, exit status 2")
+@pytest.mark.parametrize("case", sorted(CLI_CASES))
+def test_bad_cli_arguments(case) -> None:
+    args, needle = CLI_CASES[case]
+    _assert_one_line_error(_robench(*args), needle)
+
+
+@pytest.fixture
+def trained_run(tiny_npz, tmp_path) -> Path:
+    results = tmp_path / "results"
+    args = ["train", "--dataset", f"npz:{tiny_npz}", "--results-dir", str(results), *TINY]
+    assert _robench(*args, "--set", 'evaluate.metrics=["clean"]').returncode == 0
+    (run,) = (results / "runs").iterdir()
+    return run
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _pickle_payload(path: Path) -> None:
+    torch.save({"model": argparse.Namespace(run="me")}, path)  # any non-tensor object
+
+
+def _garbage(path: Path) -> None:
+    path.write_bytes(b"definitely not a checkpoint")
+
+
+@pytest.mark.fault(
+    "damaged checkpoints (truncated, pickle payload, garbage)",
+    "evaluate refuses it with one line; metrics.json untouched",
+)
+@pytest.mark.parametrize("damage", [_truncate, _pickle_payload, _garbage])
+def test_damaged_checkpoint(damage, trained_run) -> None:
+    before = (trained_run / "metrics.json").read_text()
+    damage(trained_run / "checkpoint.pt")
+    _assert_one_line_error(_robench("evaluate", str(trained_run), "--metrics", "clean", "--quiet"))
+    assert (trained_run / "metrics.json").read_text() == before
+
+
+@pytest.mark.fault(
+    "config path that tries to escape the results directory (name = '../../x')",
+    "the run folder stays inside results_dir",
+)
+def test_run_names_cannot_escape_the_results_dir(tiny_npz, tmp_path) -> None:
+    results = tmp_path / "results"
+    args = ["train", "--dataset", f"npz:{tiny_npz}", "--results-dir", str(results), *TINY]
+    proc = _robench(*args, "--set", 'name="../../escape"', "--set", 'evaluate.metrics=["clean"]')
+    assert proc.returncode == 0, proc.stderr
+    (run,) = (results / "runs").iterdir()
+    assert run.resolve().parent == (results / "runs").resolve()
+    assert not list(tmp_path.glob("escape*")) and not list(tmp_path.parent.glob("escape*"))
+
+
+@pytest.mark.fault(
+    "truncated or wrong-shape CIFAR-C file given as the corruption source",
+    "one line naming the file",
+)
+@pytest.mark.parametrize("kind", ["truncated", "wrong shape"])
+def test_bad_official_corruption_files(kind, trained_run, tmp_path) -> None:
+    folder = tmp_path / "CIFAR-10-C"
+    folder.mkdir()
+    np.save(folder / "labels.npy", np.tile(np.arange(24) % 4, 5).astype(np.uint8))
+    if kind == "truncated":
+        np.save(folder / "fog.npy", np.zeros((5 * 24, 32, 32, 3), np.uint8))
+        _truncate(folder / "fog.npy")
+    else:
+        np.save(folder / "fog.npy", np.zeros((5 * 24, 16, 16, 3), np.uint8))
+    proc = _robench(
+        "evaluate", str(trained_run), "--metrics", "corruption", "--quiet",
+        "--option", f'corruption.source="{folder}"', "--option", 'corruption.corruptions=["fog"]',
+    )  # fmt: skip
+    _assert_one_line_error(proc, "fog.npy")

@@ -1,0 +1,159 @@
+"""Damaged caches are rebuilt, never used; killed corruption generation and evaluation resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from robench.data.corrupted_sets import ensure_cifar_c
+from robench.data.mixing import cached_fractals
+from robench.runs import read_metrics
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _flip_last_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _stale_manifest(path: Path) -> None:
+    manifest = path.parent / "manifest.json"
+    doc = json.loads(manifest.read_text())
+    doc["seed"] = 12345
+    manifest.write_text(json.dumps(doc))
+
+
+DAMAGES: dict[str, Callable[[Path], None]] = {
+    "flipped byte": _flip_last_byte,
+    "truncated file": _truncate,
+    "manifest of other parameters": _stale_manifest,
+}
+
+
+@pytest.mark.fault(
+    "corrupted-set cache damaged (flipped byte, truncated file, stale manifest)",
+    "detected by size/sha256/key and regenerated; the rebuilt file equals the original",
+)
+@pytest.mark.parametrize("damage", sorted(DAMAGES))
+def test_damaged_corruption_cache_is_rebuilt(damage, tmp_path) -> None:
+    images = np.random.default_rng(0).integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
+    kwargs = {"corruptions": ["fog"], "workers": 1, "progress": False, "cache_root": tmp_path}
+    folder = ensure_cifar_c(images, np.arange(6) % 3, **kwargs)
+    good = (folder / "fog.npy").read_bytes()
+    DAMAGES[damage](folder / "fog.npy")
+    assert ensure_cifar_c(images, np.arange(6) % 3, **kwargs) == folder
+    assert (folder / "fog.npy").read_bytes() == good
+
+
+@pytest.mark.fault(
+    "mixing-set cache damaged (flipped byte, truncated file, stale manifest)",
+    "detected by sha256/manifest and regenerated; the pictures equal the original",
+)
+@pytest.mark.parametrize("damage", sorted(DAMAGES))
+def test_damaged_mixing_cache_is_rebuilt(damage, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("ROBENCH_CACHE", str(tmp_path))
+    good = cached_fractals(4, 32, seed=1)
+    (path,) = tmp_path.glob("mixing/*/pictures.npy")
+    DAMAGES[damage](path)
+    np.testing.assert_array_equal(cached_fractals(4, 32, seed=1), good)
+
+
+def _kill_when(proc: subprocess.Popen, ready: Callable[[], bool], timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert proc.poll() is None, f"ended before the kill point: {proc.stderr.read()}"
+        assert time.monotonic() < deadline, "kill point never reached"
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "robench.cli", *args]
+
+
+@pytest.mark.slow
+@pytest.mark.fault(
+    "corruption generation killed (SIGKILL) after its first finished file, then rerun",
+    "finished files kept, the rest generated; the set equals an uninterrupted generation",
+)
+def test_killed_generation_continues(tmp_path, shared_data) -> None:
+    args = ["corrupt", "--n", "300", "--workers", "1", "--quiet", "--corruptions"]
+    names = "gaussian_noise,glass_blur,motion_blur,snow,elastic_transform"
+    out = tmp_path / "killed"
+    progress = out / "cifar10-jpeg-C" / "progress.json"
+
+    def one_file_done() -> bool:
+        try:
+            return len(json.loads(progress.read_text())["files"]) >= 1
+        except (FileNotFoundError, json.JSONDecodeError):
+            return False
+
+    proc = subprocess.Popen(
+        _cli(*args, names, "--out", str(out)), cwd=REPO, stderr=subprocess.PIPE, text=True
+    )
+    _kill_when(proc, one_file_done)
+    kept = json.loads(progress.read_text())["files"]
+    assert not (out / "cifar10-jpeg-C" / "manifest.json").exists()
+    subprocess.run(_cli(*args, names, "--out", str(out)), cwd=REPO, check=True)
+    subprocess.run(_cli(*args, names, "--out", str(tmp_path / "straight")), cwd=REPO, check=True)
+    resumed = json.loads((out / "cifar10-jpeg-C" / "manifest.json").read_text())["files"]
+    straight = json.loads((tmp_path / "straight/cifar10-jpeg-C/manifest.json").read_text())
+    assert resumed == straight["files"]
+    for name, record in kept.items():
+        assert resumed[name]["sha256"] == record["sha256"]
+
+
+@pytest.mark.slow
+@pytest.mark.fault(
+    "evaluation killed (SIGKILL) after its first metric, then train --resume",
+    "finished metrics kept, missing ones evaluated; metrics equal an uninterrupted run",
+)
+def test_killed_evaluation_resumes(tiny_npz, tmp_path) -> None:
+    metrics = '["clean","calibration","corruption","pgd"]'
+    options = "{corruption={n_per_severity=8, corruptions=['fog','snow']}, pgd={steps=3}}"
+    base = [
+        "train", "--dataset", f"npz:{tiny_npz}", "--epochs", "1", "--quiet",
+        "--set", 'model.name="wrn_16_2"', "--set", "train.batch_size=16",
+        "--set", f"evaluate.metrics={metrics}", "--set", f"evaluate.options={options}",
+    ]  # fmt: skip
+    env = {**os.environ, "ROBENCH_CACHE": str(tmp_path / "cache")}
+    straight = tmp_path / "straight"
+    subprocess.run(_cli(*base, "--results-dir", str(straight)), cwd=REPO, check=True, env=env)
+    (run,) = (straight / "runs").iterdir()
+
+    killed = tmp_path / "killed"
+    run_dir = killed / "runs" / run.name
+
+    def first_metric_saved() -> bool:
+        doc = (run_dir / "metrics.json").exists() and read_metrics(run_dir)
+        return bool(doc and doc["metrics"])
+
+    proc = subprocess.Popen(
+        _cli(*base, "--results-dir", str(killed)),
+        cwd=REPO,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _kill_when(proc, first_metric_saved)
+    assert set(read_metrics(run_dir)["metrics"]) < {"clean", "calibration", "corruption", "pgd"}
+    subprocess.run(
+        _cli(*base, "--results-dir", str(killed), "--resume"), cwd=REPO, check=True, env=env
+    )
+    assert read_metrics(run_dir)["metrics"] == read_metrics(run)["metrics"]
