@@ -168,6 +168,22 @@ def cmd_bench(args: argparse.Namespace) -> None:
 
         methods = _csv_list(args.methods) or AUGMENTATIONS.names()
         table = bench_augment(methods, n_images=args.images, seed=args.seed)
+    elif args.stage == "train":
+        from robench.augment import AUGMENTATIONS
+        from robench.train.bench import bench_train
+
+        methods = _csv_list(args.methods) or AUGMENTATIONS.names()
+        table = bench_train(
+            methods,
+            model=args.model,
+            n_images=args.images,
+            device=args.device,
+            workers=args.workers,
+        )
+    elif args.stage == "eval":
+        from robench.train.bench import bench_eval
+
+        table = bench_eval(model=args.model, n_images=max(args.images, 1000), device=args.device)
     else:
         from robench.data.corruption_bench import bench_corrupt
 
@@ -287,8 +303,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_corrupt)
 
     p = sub.add_parser("bench", help="throughput benchmarks (images/s) on this machine")
-    p.add_argument("stage", choices=["augment", "corrupt"], help="what to measure")
-    p.add_argument("--workers", type=int, default=0, help="corrupt: processes (0 = all cores)")
+    p.add_argument("stage", choices=["augment", "train", "eval", "corrupt"], help="what to measure")
+    p.add_argument("--model", default="wrn_16_2", help="train/eval: the model (wrn_16_2)")
+    p.add_argument("--device", default="auto", help="train/eval: auto | cpu | cuda")
+    p.add_argument(
+        "--workers", type=int, default=0, help="corrupt: processes (0 = all cores); train: loader"
+    )
     p.add_argument("--methods", help="comma-separated methods (default: all registered)")
     p.add_argument("--images", type=int, default=256, help="images per measurement (256)")
     p.add_argument("--seed", type=int, default=0)

@@ -72,6 +72,7 @@ class TrainConfig:
         "auto", doc="bf16 autocast: auto (on for CUDA) | on | off", choices=("auto", "on", "off")
     )
     channels_last: bool = _f(True, doc="channels_last memory format")
+    compile: bool = _f(False, doc="torch.compile the model for training (CUDA: faster steps)")
     threads: int = _f(0, doc="torch CPU threads, 0 = torch default", lo=0)
     checkpoint_every_steps: int = _f(0, doc="also checkpoint every N steps, 0 = off", lo=0)
     checkpoint_minutes: float = _f(10.0, doc="also checkpoint every N minutes, 0 = off", lo=0.0)

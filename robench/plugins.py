@@ -207,7 +207,12 @@ def _add_models(ep: EntryPoint) -> None:
         _fail("model", ep, f"{ep.value} cannot be imported ({_line(e)})")
         return
     after = _timm_models()
-    mine = sorted(n for n, fn in after.items() if _defined_in(fn, ep.module))
+    # what the import changed, plus what the module defines (an earlier import may have run it)
+    mine = sorted(
+        name
+        for name, fn in after.items()
+        if before.get(name) is not fn or _defined_in(fn, ep.module)
+    )
     if not mine:
         _fail("model", ep, f"{ep.value} registers no model (use timm.models.register_model)")
     for name in mine:

@@ -95,7 +95,7 @@ def test_train_evaluate_report(tiny_npz, tmp_path, capsys) -> None:
     assert "clean_error" in capsys.readouterr().out
 
     assert main(["report", "--results-dir", str(results)]) == 0
-    table = pd.read_csv(results / "leaderboard.csv")
+    table = pd.read_csv(results / "runs.csv")  # one row per run; leaderboard.csv: per recipe
     assert len(table) == 2
     assert sorted(table.seed) == [1, 2]
     assert set(table.dataset) == {"npz:tiny"}

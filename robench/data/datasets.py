@@ -261,7 +261,7 @@ def _load_plugin(
     except RobenchError:
         raise
     except Exception as e:  # a plugin bug: name the plugin; --debug shows the traceback
-        raise DataError(f"{where} failed: {_one_line(e)}") from e
+        raise DataError(f"{where} failed: {type(e).__name__}: {_one_line(e)}") from e
     if not (isinstance(out, tuple) and len(out) == 3):
         raise DataError(f"{where} must return (images, labels, classes), got {type(out).__name__}")
     x, y, classes = np.asarray(out[0]), np.asarray(out[1]), out[2]

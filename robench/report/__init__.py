@@ -1,5 +1,7 @@
-"""Reporting: result tables, the leaderboard CSV."""
+"""Reporting: result tables, the leaderboard, plots, the report page and claims checks."""
 
-from robench.report.tables import gather_runs, report
+from robench.report.build import Report, build_report, report
+from robench.report.claims import assert_claims, check_claims
+from robench.report.tables import gather_runs
 
-__all__ = ["gather_runs", "report"]
+__all__ = ["Report", "assert_claims", "build_report", "check_claims", "gather_runs", "report"]

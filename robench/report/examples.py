@@ -7,19 +7,21 @@ so that the leaderboard's bootstrap intervals and the claims' paired tests agree
 * ``corruption_error`` (and ``corruption_error_<name>``) from ``corruption/correct`` (C, S, N):
   an example's outcome is its accuracy over the corruptions x severities, so a resample keeps the
   same images under every corruption (as the benchmark does);
-* ``pgd_error`` from ``pgd/adv_correct``;
-* ``rms_calibration_error`` from ``calibration/confidence`` and ``calibration/correct``, binned
-  with the settings the run used (``tables/calibration_settings.csv``).
+* ``pgd_error`` from ``pgd/adv_correct``.
+
+All of them are means of per-example outcomes, which the bootstrap estimates without bias. The
+RMS calibration error is left out on purpose: resampling with replacement repeats examples inside
+its bins, which inflates the binned gaps, so bootstrap intervals of a well-calibrated model can
+miss the estimate itself; it gets intervals and tests from seeds only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
-from robench.evaluate.calibration import rms_calibration_error
 from robench.io import hash_arrays
 from robench.report.stats import Examples
 from robench.runs import read_records
@@ -27,15 +29,6 @@ from robench.runs import read_records
 
 def _error(correct: np.ndarray) -> float:
     return 100.0 * (1.0 - float(correct.mean()))
-
-
-def _rms(bin_size: int, skip_last_bin: bool) -> Callable[[np.ndarray], float]:
-    def statistic(values: np.ndarray) -> float:
-        return 100.0 * rms_calibration_error(
-            values[:, 0], values[:, 1], bin_size=bin_size, skip_last_bin=skip_last_bin
-        )
-
-    return statistic
 
 
 def run_examples(run_dir: Path, data_hash: str) -> dict[str, Examples]:
@@ -61,12 +54,4 @@ def run_examples(run_dir: Path, data_hash: str) -> dict[str, Examples]:
     if "pgd/adv_correct" in records:
         adv = records["pgd/adv_correct"].astype(float)
         out["pgd_error"] = Examples(adv, _error, f"{data_hash}:first{len(adv)}")
-    if {"calibration/confidence", "calibration/correct"} <= records.keys():
-        settings = run_dir / "tables" / "calibration_settings.csv"
-        row = pd.read_csv(settings).iloc[0] if settings.is_file() else {}
-        statistic = _rms(int(row.get("bin_size", 100)), bool(row.get("skip_last_bin", False)))
-        values = np.stack(
-            [records["calibration/confidence"], records["calibration/correct"].astype(float)], 1
-        )
-        out["rms_calibration_error"] = Examples(values, statistic, f"{data_hash}:all")
     return out

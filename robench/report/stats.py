@@ -12,6 +12,7 @@ Bootstraps are seeded (the same report twice gives the same numbers).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -41,9 +42,6 @@ class Examples:
 
     def __len__(self) -> int:
         return len(self.values)
-
-    def value(self) -> float:
-        return self.statistic(self.values)
 
 
 def t_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float]:
@@ -98,11 +96,13 @@ def welch_p(
     x = np.asarray(a, dtype=float)
     if x.size < 2 or (b is not None and len(b) < 2):
         return float("nan")
-    if b is None:
-        result = stats.ttest_1samp(x, threshold, alternative=alternative)
-    else:
-        y = np.asarray(b, dtype=float) + threshold
-        result = stats.ttest_ind(x, y, equal_var=False, alternative=alternative)
+    with warnings.catch_warnings():  # near-identical seeds: scipy warns, the p-value stands
+        warnings.simplefilter("ignore", RuntimeWarning)
+        if b is None:
+            result = stats.ttest_1samp(x, threshold, alternative=alternative)
+        else:
+            y = np.asarray(b, dtype=float) + threshold
+            result = stats.ttest_ind(x, y, equal_var=False, alternative=alternative)
     return float(result.pvalue)
 
 

@@ -38,6 +38,8 @@ RECIPE_COLUMNS = [
     "train_images",
     "test_images",
 ]
+#: the identity columns of the per-corruption and per-severity tables
+PIVOT_ID = ["recipe", "label", "setting", "method", "method_options", "n_seeds"]
 #: the method a run's mCE is normalised by, and the order methods are listed in
 REFERENCE_METHOD = "baseline"
 METHOD_ORDER = ["baseline", "cutmix", "mixup", "augmix", "pixmix", "ipmix"]
@@ -173,7 +175,9 @@ def add_mce(runs: pd.DataFrame, results_dir: str | Path) -> pd.DataFrame:
                 errors,
                 ref_errors,
                 clean_error=run.get("clean_error", np.nan),
-                reference_clean_error=ref["clean_error"].iloc[0] if "clean_error" in ref else np.nan,
+                reference_clean_error=ref["clean_error"].iloc[0]
+                if "clean_error" in ref
+                else np.nan,
             )
         except ConfigError:  # the reference lacks some (corruption, severity): not comparable
             continue
@@ -183,7 +187,14 @@ def add_mce(runs: pd.DataFrame, results_dir: str | Path) -> pd.DataFrame:
 
 
 #: per-run columns that describe the run rather than measure it
-NOT_METRICS = {*RECIPE_COLUMNS, *ID_COLUMNS, "base_recipe", "augment", "eval_data_hash", "parameters"}
+NOT_METRICS = {
+    *RECIPE_COLUMNS,
+    *ID_COLUMNS,
+    "base_recipe",
+    "augment",
+    "eval_data_hash",
+    "parameters",
+}
 #: how a metrics.json value name maps onto (metric, corruption) in the long table
 _PER_NAME = {"corruption_error_": "corruption_error", "fp_": "flip_probability"}
 LONG_COLUMNS = [
@@ -246,9 +257,8 @@ def long_table(runs: pd.DataFrame, results_dir: str | Path) -> pd.DataFrame:
 
 def _per_recipe(board: pd.DataFrame, values: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     """Join per-recipe values (mean over seeds) onto the leaderboard's identity columns."""
-    ident = board[["recipe", "label", "setting", "n_seeds"]]
-    table = ident.merge(values, left_on="recipe", right_index=True, how="inner")
-    return table[["recipe", "label", "setting", "n_seeds", *columns]].reset_index(drop=True)
+    table = board[PIVOT_ID].merge(values, left_on="recipe", right_index=True, how="inner")
+    return table[[*PIVOT_ID, *columns]].reset_index(drop=True)
 
 
 def by_corruption(long: pd.DataFrame, board: pd.DataFrame) -> pd.DataFrame:
@@ -282,3 +292,16 @@ def write_csv(table: pd.DataFrame, path: str | Path) -> Path:
     with atomic_write(path) as f:
         table.to_csv(f, index=False, float_format="%.4f")
     return path
+
+
+def run_summary(runs: pd.DataFrame, run_id: str) -> pd.DataFrame:
+    """One run's row for a terminal: who it is and its overall numbers (no hashes, no
+    per-corruption, per-perturbation or per-OOD-set values; those are in runs.csv)."""
+    row = runs[runs["run_id"] == run_id]
+    hidden = {"run_id", "recipe", "base_recipe", "augment", "eval_data_hash", "label", "setting"}
+
+    def shown(name: str) -> bool:
+        per_set = name.startswith("ood_") and not name.endswith("_mean")
+        return name not in hidden and split_name(name)[1] is None and not per_set
+
+    return row[[c for c in row.columns if shown(c)]]

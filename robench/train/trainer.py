@@ -133,6 +133,8 @@ class Trainer:
         memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.memory_format = memory_format
         self.model = model.to(self.device, memory_format=memory_format)
+        # what the steps call: the model itself, or its torch.compile'd form (same weights)
+        self.forward = torch.compile(self.model) if cfg.compile else self.model
         self.steps_per_epoch = math.ceil(len(data) / cfg.batch_size)
         self.total_steps = cfg.epochs * self.steps_per_epoch
         self.optimizer = torch.optim.SGD(
@@ -151,6 +153,9 @@ class Trainer:
         self._stop_requested = False
         self._last_save = time.monotonic()
         self._dataset = AugmentedImages(data, plugin, seed) if plugin.has_sample else None
+        if self._dataset is None:  # the batch path: hold the uint8 set on the training device
+            self.images = data.images.to(self.device)
+            self.labels = data.labels.to(self.device)
 
     # -- checkpoints -----------------------------------------------------------------------
     def state(self, epoch: int, partial: Partial) -> dict[str, Any]:
@@ -203,10 +208,10 @@ class Trainer:
         from step ``first_step`` of the epoch on."""
         order = self._order(epoch)[first_step * self.cfg.batch_size :]
         if self._dataset is None:
+            order = order.to(self.device)
             for start in range(0, len(order), self.cfg.batch_size):
                 idx = order[start : start + self.cfg.batch_size]
-                x = self.data.images[idx].to(self.device, non_blocking=True).float().div_(255)
-                yield x, self.data.labels[idx].to(self.device, non_blocking=True)
+                yield self.images[idx].float().div_(255), self.labels[idx]
             return
         self._dataset.epoch = epoch
         loader = DataLoader(
@@ -225,7 +230,7 @@ class Trainer:
     def _loss(self, x: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = x.contiguous(memory_format=self.memory_format)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-            logits = self.model(x)
+            logits = self.forward(x)
         logits = logits.float()
         views = list(logits.split(len(targets)))
         loss = F.cross_entropy(views[0], targets)
