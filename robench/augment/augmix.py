@@ -5,17 +5,24 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
 
 from robench.augment.base import AUGMENTATIONS
 from robench.augment.mixing_ops import augment_and_mix
 from robench.augment.ops import AUGMIX_ALL_OPS, AUGMIX_OPS, random_op
+from robench.augment.tensor_ops import mix_chains, random_ops_
 from robench.augment.views import MixViews
 from robench.errors import ConfigError
 
 
+def chain_depths(depth: int, rng: np.random.Generator, n: int) -> np.ndarray:
+    """Ops in n chains: ``depth`` if positive, else uniform on {1, 2, 3} (official ``-1``)."""
+    return np.full(n, depth) if depth > 0 else rng.integers(1, 4, size=n)
+
+
 def chain_depth(depth: int, rng: np.random.Generator) -> int:
-    """Ops in one chain: ``depth`` if positive, else uniform on {1, 2, 3} (official ``-1``)."""
-    return depth if depth > 0 else int(rng.integers(1, 4))
+    """One chain's depth (the per-sample path)."""
+    return int(chain_depths(depth, rng, 1)[0])
 
 
 @AUGMENTATIONS.register(
@@ -28,7 +35,9 @@ class AugMix(MixViews):
     Defaults are the official code's: width 3, depth -1 (1-3), severity 3, alpha 1, the 9 ops
     that do not overlap ImageNet-C (``all_ops=True`` adds color/contrast/brightness/sharpness),
     JSD on (3 views, weight 12). The mix happens in float without uint8 round-trips between
-    chains, as the PyTorch ``cifar.py`` that produced the released models does.
+    chains, as the PyTorch ``cifar.py`` that produced the released models does. ``path``:
+    ``"sample"`` (default, PIL in DataLoader workers) or ``"batch"`` (tensor ops on the training
+    device, equivalent in distribution; see :mod:`robench.augment.views`).
     """
 
     def __init__(
@@ -43,8 +52,11 @@ class AugMix(MixViews):
         jsd: bool = True,
         jsd_weight: float = 12.0,
         padding: int = 4,
+        path: str = "sample",
     ) -> None:
-        super().__init__(num_classes, image_size, jsd=jsd, jsd_weight=jsd_weight, padding=padding)
+        super().__init__(
+            num_classes, image_size, jsd=jsd, jsd_weight=jsd_weight, padding=padding, path=path
+        )
         if width < 1 or depth == 0 or not 0 < severity <= 10 or alpha <= 0:
             raise ConfigError(
                 "augmix needs width >= 1, depth > 0 or -1, 0 < severity <= 10, alpha > 0; "
@@ -63,6 +75,17 @@ class AugMix(MixViews):
         self, x: np.ndarray, mixing: np.ndarray | None, rng: np.random.Generator
     ) -> np.ndarray:
         return augment_and_mix(x, self.chain, self.width, self.alpha, rng)
+
+    def batch_views(
+        self, x: torch.Tensor, mixing: torch.Tensor | None, rng: np.random.Generator
+    ) -> torch.Tensor:
+        """All ``width`` chains of all images at once (chain-major); step s applies one random
+        op to the chains deeper than s."""
+        chains = x.repeat(self.width, 1, 1, 1)
+        depths = chain_depths(self.depth, rng, len(chains))
+        for step in range(depths.max()):
+            random_ops_(chains, np.flatnonzero(depths > step), self.ops, self.severity, rng)
+        return mix_chains(x, chains.view(self.width, *x.shape), self.alpha, rng)
 
     def describe(self) -> dict[str, Any]:
         return super().describe() | {

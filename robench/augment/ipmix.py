@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import torch
 
 from robench.augment.base import AUGMENTATIONS, to_float_chw
 from robench.augment.mixing_ops import (
@@ -34,6 +35,14 @@ from robench.augment.mixing_ops import (
     quantize_faithful,
 )
 from robench.augment.ops import IPMIX_ALL_OPS, IPMIX_OPS, random_op
+from robench.augment.tensor_ops import (
+    TENSOR_MIXINGS,
+    TENSOR_QUANTIZERS,
+    mix_chains,
+    random_ops_,
+    to_float,
+    torch_generator,
+)
 from robench.augment.views import MixViews
 from robench.errors import ConfigError
 
@@ -41,24 +50,41 @@ QUANTIZERS = {"faithful": quantize_faithful, "clamped": quantize_clamped}
 P_SOURCES = ("mixing", "mixing_or_op")
 
 
+def sample_chains(
+    t: int, min_length: int, rng: np.random.Generator, n: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(patch branch?, number of steps) for n chains: P-level or image-level with p = 1/2, then
+    a length uniform on {min_length, ..., t}. At the defaults P(identity) = 1/4, mean 1.5."""
+    patch = rng.random(n) < 0.5
+    return patch, rng.integers(min_length, t + 1, size=n)
+
+
 def sample_chain(t: int, min_length: int, rng: np.random.Generator) -> tuple[bool, int]:
-    """(patch branch?, number of steps): P-level or image-level with p = 1/2, then a length
-    uniform on {min_length, ..., t}. At the defaults P(identity) = 1/4 and the mean is 1.5."""
-    patch = bool(rng.random() < 0.5)
-    return patch, int(rng.integers(min_length, t + 1))
+    """One chain (the per-sample path)."""
+    patch, length = sample_chains(t, min_length, rng, 1)
+    return bool(patch[0]), int(length[0])
+
+
+def patch_boxes(
+    height: int, width: int, sizes: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(top, left, h, w) of n patches inside the image, patch i an s_i x s_i square, or with
+    p = 1/2 a "scar" with independent sides uniform on {2, ..., s_i}."""
+    left = rng.integers(width - sizes + 1)
+    top = rng.integers(height - sizes + 1)
+    scar = ~(rng.random(len(sizes)) > 0.5)
+    h, w = sizes.copy(), sizes.copy()
+    if scar.any():
+        w[scar], h[scar] = rng.integers(2, sizes[scar, None] + 1, size=(int(scar.sum()), 2)).T
+    return top, left, h, w
 
 
 def patch_box(
     height: int, width: int, size: int, rng: np.random.Generator
 ) -> tuple[int, int, int, int]:
-    """(top, left, h, w) of a patch inside the image: an s x s square, or with p = 1/2 a
-    "scar" with independent sides uniform on {2, ..., s}."""
-    left = int(rng.integers(width - size + 1))
-    top = int(rng.integers(height - size + 1))
-    if rng.random() > 0.5:
-        return top, left, size, size
-    w, h = rng.integers(2, size + 1, size=2)
-    return top, left, int(h), int(w)
+    """One patch (the per-sample path)."""
+    top, left, h, w = patch_boxes(height, width, np.array([size]), rng)
+    return int(top[0]), int(left[0]), int(h[0]), int(w[0])
 
 
 @AUGMENTATIONS.register(
@@ -72,7 +98,9 @@ class IPMix(MixViews):
 
     Defaults are the official CIFAR code's: k = 3, t = 3, beta = 3, severity 3, the 10 IPMix
     ops, patch sides {4, 8, 16, 32}, JSD on (clean + 2 views sharing one mixing picture, weight
-    12). Paper-vs-code options: see the module docstring.
+    12). Paper-vs-code options: see the module docstring. ``path``: ``"sample"`` (default, PIL
+    in DataLoader workers) or ``"batch"`` (tensor ops on the training device, equivalent in
+    distribution, with the same ``quantize`` rule; see :mod:`robench.augment.views`).
     """
 
     def __init__(
@@ -93,6 +121,7 @@ class IPMix(MixViews):
         jsd: bool = True,
         jsd_weight: float = 12.0,
         padding: int = 4,
+        path: str = "sample",
     ) -> None:
         patch_sizes = tuple(int(s) for s in patch_sizes)
         if k < 1 or t < 0 or not 0 <= min_chain_length <= t or beta <= 0:
@@ -116,6 +145,7 @@ class IPMix(MixViews):
             jsd=jsd,
             jsd_weight=jsd_weight,
             padding=padding,
+            path=path,
             mixing_set=mixing_set,
             mixing_count=mixing_count,
         )
@@ -157,6 +187,71 @@ class IPMix(MixViews):
     ) -> np.ndarray:
         assert mixing is not None  # MixViews always draws one: mixing_set is set
         return augment_and_mix(x, lambda img, r: self.chain(img, mixing, r), self.k, 1.0, rng)
+
+    def batch_views(
+        self, x: torch.Tensor, mixing: torch.Tensor | None, rng: np.random.Generator
+    ) -> torch.Tensor:
+        """All k chains of all images at once (chain-major); step s advances the chains longer
+        than s: image-level ones by one random op, patch-level ones by one patch step."""
+        assert mixing is not None  # MixViews always draws one: mixing_set is set
+        n = len(x)
+        chains = x.repeat(self.k, 1, 1, 1)
+        patch, steps = sample_chains(self.t, self.min_chain_length, rng, len(chains))
+        gen = torch_generator(rng, x.device)
+        for step in range(self.t):
+            active = steps > step
+            random_ops_(chains, np.flatnonzero(active & ~patch), self.ops, self.severity, rng)
+            rows = np.flatnonzero(active & patch)
+            if rows.size:
+                idx = torch.from_numpy(rows).to(x.device)
+                sources = torch.from_numpy(rows % n).to(x.device)  # the chains' image
+                y = self.patch_steps(
+                    chains.index_select(0, idx),
+                    x.index_select(0, sources),
+                    mixing.index_select(0, sources),
+                    rng,
+                    gen,
+                )
+                chains.index_copy_(0, idx, y)
+        return mix_chains(x, chains.view(self.k, *x.shape), 1.0, rng)
+
+    def patch_steps(
+        self,
+        y: torch.Tensor,
+        x: torch.Tensor,
+        mixing: torch.Tensor,
+        rng: np.random.Generator,
+        gen: torch.Generator,
+    ) -> torch.Tensor:
+        """:meth:`patch_step` for a uint8 batch of chain states ``y`` (their inputs ``x``, their
+        pictures ``mixing``), each image with its own side, operator, source and box. The
+        operators are pointwise, so each runs on whole images and only the box is kept."""
+        m, device = len(y), y.device
+        sizes = np.asarray(self.patch_sizes)[rng.integers(len(self.patch_sizes), size=m)]
+        op = rng.integers(len(IPMIX_MIXINGS), size=m)
+        if self.p_source == "mixing_or_op":
+            mixing = mixing.clone()
+            use_op = np.flatnonzero(rng.random(m) <= 0.5)
+            random_ops_(mixing, use_op, self.ops, self.severity, rng, src=x)
+        boxes = patch_boxes(y.shape[2], y.shape[3], sizes, rng)
+        top, left, h, w = (torch.from_numpy(v).to(device) for v in boxes)
+        rows = torch.arange(y.shape[2], device=device)
+        cols = torch.arange(y.shape[3], device=device)
+        in_rows = (rows >= top[:, None]) & (rows < (top + h)[:, None])
+        in_cols = (cols >= left[:, None]) & (cols < (left + w)[:, None])
+        box = (in_rows[:, :, None] & in_cols[:, None, :])[:, None]
+        quantize = TENSOR_QUANTIZERS[QUANTIZERS[self.quantize]]
+        out = y.clone()
+        for j, mix in enumerate(IPMIX_MIXINGS):
+            sel = torch.from_numpy(np.flatnonzero(op == j)).to(device)
+            if not len(sel):
+                continue
+            state = y.index_select(0, sel)
+            mixed = TENSOR_MIXINGS[mix](
+                to_float(state), to_float(mixing.index_select(0, sel)), self.beta, rng, gen
+            )
+            out.index_copy_(0, sel, torch.where(box.index_select(0, sel), quantize(mixed), state))
+        return out
 
     def describe(self) -> dict[str, Any]:
         return super().describe() | {

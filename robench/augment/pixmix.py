@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
 
 from robench.augment.base import AUGMENTATIONS, to_float_chw
 from robench.augment.mixing_ops import PIXMIX_MIXINGS
 from robench.augment.ops import AUGMIX_ALL_OPS, AUGMIX_OPS, random_op
+from robench.augment.tensor_ops import TENSOR_MIXINGS, random_ops_, to_float, torch_generator
 from robench.augment.views import MixViews
 from robench.errors import ConfigError
 
@@ -24,7 +26,9 @@ class PixMix(MixViews):
     Defaults follow the code (``cifar.py``): k = 4, beta = 3, severity 3, the 9 AugMix ops
     (``all_ops=False``; the README's recipes pass ``--all-ops``, set ``all_ops=True`` for them),
     no JSD (``jsd=True`` gives AugMix-style clean + 2 views, not in the PixMix code). The IPMix
-    paper's PixMix baseline used k = 3, beta = 4.
+    paper's PixMix baseline used k = 3, beta = 4. ``path``: ``"batch"`` (default, tensor ops on
+    the training device, equivalent in distribution, clamped after every round as well) or
+    ``"sample"`` (PIL in DataLoader workers); see :mod:`robench.augment.views`.
     """
 
     def __init__(
@@ -40,6 +44,7 @@ class PixMix(MixViews):
         jsd: bool = False,
         jsd_weight: float = 12.0,
         padding: int = 4,
+        path: str = "batch",
     ) -> None:
         if k < 0 or beta <= 0 or not 0 < severity <= 10:
             raise ConfigError(
@@ -51,6 +56,7 @@ class PixMix(MixViews):
             jsd=jsd,
             jsd_weight=jsd_weight,
             padding=padding,
+            path=path,
             mixing_set=mixing_set,
             mixing_count=mixing_count,
         )
@@ -70,6 +76,33 @@ class PixMix(MixViews):
             other = augmented_or(mixing)
             op = PIXMIX_MIXINGS[rng.integers(len(PIXMIX_MIXINGS))]
             mixed = np.clip(op(mixed, other, self.beta, rng), 0, 1)
+        return mixed
+
+    def batch_views(
+        self, x: torch.Tensor, mixing: torch.Tensor | None, rng: np.random.Generator
+    ) -> torch.Tensor:
+        """Every image's start (slot 0) and round sources (slots 1..k) are drawn up front and
+        made in one batched op pass; round r then mixes into the images with more than r
+        rounds, each with its own operator and (a, b), clamped after every round."""
+        assert mixing is not None  # MixViews always draws one: mixing_set is set
+        n, device = len(x), x.device
+        rounds = rng.integers(self.k + 1, size=n)
+        slot = np.arange(self.k + 1)[:, None]
+        augmented = ((slot == 0) | (rounds >= slot)) & (rng.random((self.k + 1, n)) < 0.5)
+        # slot 0 is x and slots 1..k the picture, each replaced by an op of x where augmented
+        sources = torch.cat([x, mixing.repeat(self.k, 1, 1, 1)])
+        copies = x.repeat(self.k + 1, 1, 1, 1)
+        random_ops_(sources, np.flatnonzero(augmented), self.ops, self.severity, rng, copies)
+        mixed = to_float(sources[:n])
+        gen = torch_generator(rng, device)
+        for r in range(self.k):
+            rows = np.flatnonzero(rounds > r)
+            op = rng.integers(len(PIXMIX_MIXINGS), size=len(rows))
+            for j, mix in enumerate(PIXMIX_MIXINGS):
+                sel = torch.from_numpy(rows[op == j]).to(device)
+                other = to_float(sources.index_select(0, sel + (r + 1) * n))
+                out = TENSOR_MIXINGS[mix](mixed.index_select(0, sel), other, self.beta, rng, gen)
+                mixed.index_copy_(0, sel, out.clamp_(0, 1))
         return mixed
 
     def describe(self) -> dict[str, Any]:

@@ -1,8 +1,21 @@
-"""The per-sample skeleton shared by AugMix, PixMix and IPMix.
+"""The skeleton shared by AugMix, PixMix and IPMix, per sample and per batch.
 
 All three start from the standard flip + crop, optionally draw one mixing picture per sample
 (shared by its views), and return either one augmented view or, for the JSD consistency loss,
-``(clean, augmented, augmented)``. A subclass only supplies :meth:`MixViews.view`.
+``(clean, augmented, augmented)``. A subclass supplies :meth:`MixViews.view` (one uint8 image,
+numpy + PIL: the reference path, in DataLoader workers) and :meth:`MixViews.batch_views` (a
+uint8 batch on the training device, tensor ops from :mod:`robench.augment.tensor_ops`: the fast
+path). The ``path`` option picks which one the trainer runs.
+
+The two paths are equivalent in distribution, not draw for draw: both make every random choice
+per image from the same distributions, and the tensor ops reproduce PIL's pixels (exactly on
+CIFAR images, see the table in ``tensor_ops``), so the same seed gives different but equally
+distributed views (``tests/augment/test_batched_equivalence.py`` compares their statistics).
+
+Default path: ``"batch"`` for PixMix, where it is equivalent and faster. AugMix and IPMix are
+equivalent and faster too, but keep ``"sample"`` for now: their default JSD triples make a batch
+plugin return three views per image, which ``gallery.augmented_views`` and the protocol tests
+do not expect of a batch-path plugin yet. Either path can be chosen with ``path = ...``.
 """
 
 from __future__ import annotations
@@ -13,10 +26,13 @@ import numpy as np
 import torch
 
 from robench.augment.base import Augmentation, to_float_chw
-from robench.augment.crop_flip import flip_crop
+from robench.augment.crop_flip import flip_crop, flip_crop_batch
 from robench.augment.jsd import jsd_consistency
+from robench.augment.tensor_ops import to_float, to_uint8
 from robench.data.mixing import MixingSet, load_mixing_set
 from robench.errors import ConfigError
+
+PATHS = ("sample", "batch")
 
 
 class MixViews(Augmentation):
@@ -30,15 +46,19 @@ class MixViews(Augmentation):
         jsd: bool,
         jsd_weight: float,
         padding: int,
+        path: str,
         mixing_set: str | None = None,
         mixing_count: int = 1000,
     ) -> None:
         super().__init__(num_classes, image_size)
         if padding < 0 or jsd_weight < 0:
             raise ConfigError(f"need padding >= 0 and jsd_weight >= 0, got {padding}, {jsd_weight}")
+        if path not in PATHS:
+            raise ConfigError(f"augment path must be 'sample' or 'batch', got {path!r}")
         self.jsd = bool(jsd)
         self.jsd_weight = float(jsd_weight)
         self.padding = padding
+        self.path = path
         self.num_views = 3 if self.jsd else 1
         self.mixing_options = (
             {} if mixing_set is None else {"mixing_set": mixing_set, "mixing_count": mixing_count}
@@ -47,6 +67,17 @@ class MixViews(Augmentation):
         self.mixing: MixingSet | None = (
             None if mixing_set is None else load_mixing_set(mixing_set, mixing_count, image_size)
         )
+        self._device_pictures: torch.Tensor | None = None  # the mixing set on the batch device
+
+    @property
+    def has_sample(self) -> bool:
+        return self.path == "sample"
+
+    @property
+    def has_batch(self) -> bool:
+        return self.path == "batch"
+
+    # -- per sample (reference) ------------------------------------------------------------------
 
     def view(
         self, x: np.ndarray, mixing: np.ndarray | None, rng: np.random.Generator
@@ -61,6 +92,60 @@ class MixViews(Augmentation):
             return self.view(x, mixing, rng)[None]
         return np.stack([to_float_chw(x), self.view(x, mixing, rng), self.view(x, mixing, rng)])
 
+    # -- per batch (fast path) -------------------------------------------------------------------
+
+    def batch_views(
+        self, x: torch.Tensor, mixing: torch.Tensor | None, rng: np.random.Generator
+    ) -> torch.Tensor:
+        """uint8 (n, 3, H, W) after flip + crop, with each image's mixing picture -> one
+        augmented view per image, float32 (n, 3, H, W) in [0, 1]."""
+        raise NotImplementedError
+
+    def batch(
+        self, x: torch.Tensor, y: torch.Tensor, rng: np.random.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw images (B, 3, H, W) in [0, 1] (uint8 / 255) -> views stacked view-major.
+
+        The augmented views of a JSD triple are made in one ``batch_views`` call on the batch
+        repeated twice (view-major), sharing each image's crop and mixing picture as the
+        per-sample path does.
+        """
+        x = flip_crop_batch(to_uint8(x), rng, self.padding)
+        mixing = None if self.mixing is None else self.mixing_pictures(len(x), rng, x.device)
+        copies = 2 if self.jsd else 1
+        views = self.batch_views(
+            x.repeat(copies, 1, 1, 1),
+            None if mixing is None else mixing.repeat(copies, 1, 1, 1),
+            rng,
+        )
+        return (torch.cat([to_float(x), views]) if self.jsd else views), y
+
+    def mixing_pictures(
+        self, n: int, rng: np.random.Generator, device: torch.device
+    ) -> torch.Tensor:
+        """``MixingSet.sample`` for n images at once: uint8 (n, 3, crop, crop) on ``device``,
+        a uniformly drawn picture and a uniform crop position each (same draws, vectorised)."""
+        assert self.mixing is not None
+        pictures = self._device_pictures
+        if pictures is None or pictures.device != device:
+            chw = np.ascontiguousarray(self.mixing.images.transpose(0, 3, 1, 2))
+            pictures = self._device_pictures = torch.from_numpy(chw).to(device)
+        i = rng.integers(len(self.mixing), size=n)
+        crop = self.mixing.crop
+        h, w = self.mixing.sizes[i].T
+        top, left = (torch.from_numpy(rng.integers(s - crop + 1)).to(device) for s in (h, w))
+        span = torch.arange(crop, device=device)
+        chosen = pictures.index_select(0, torch.from_numpy(i).to(device))
+        rows = (top[:, None] + span)[:, None, :, None].expand(-1, 3, -1, chosen.shape[3])
+        cols = (left[:, None] + span)[:, None, None, :].expand(-1, 3, crop, -1)
+        return chosen.gather(2, rows).gather(3, cols)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (DataLoader workers, checks) without the device copy of the mixing set."""
+        return self.__dict__ | {"_device_pictures": None}
+
+    # -- shared ------------------------------------------------------------------------------------
+
     def extra_loss(self, logits: list[torch.Tensor]) -> torch.Tensor | None:
         return self.jsd_weight * jsd_consistency(logits) if self.jsd else None
 
@@ -69,6 +154,7 @@ class MixViews(Augmentation):
         if self.jsd:
             out["jsd_weight"] = self.jsd_weight
         out["padding"] = self.padding
+        out["path"] = self.path
         if self.mixing is not None:
             out |= self.mixing_options | {"mixing_source": self.mixing.source}
         return out
