@@ -304,4 +304,4 @@ def run_summary(runs: pd.DataFrame, run_id: str) -> pd.DataFrame:
         per_set = name.startswith("ood_") and not name.endswith("_mean")
         return name not in hidden and split_name(name)[1] is None and not per_set
 
-    return row[[c for c in row.columns if shown(c)]]
+    return row[[c for c in row.columns if shown(c)]].dropna(axis=1, how="all")
