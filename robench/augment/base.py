@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from robench.errors import ConfigError
 from robench.registry import Registry
 
 
@@ -42,13 +43,27 @@ class Augmentation:
         self.num_classes = num_classes
         self.image_size = image_size
 
+    #: for a plugin with both paths, the one the trainer runs ("sample" or "batch"), set through
+    #: :meth:`choose_path`; None: whichever of ``sample`` / ``batch`` the plugin overrides
+    path: str | None = None
+
     @property
     def has_sample(self) -> bool:
+        if self.path is not None:
+            return self.path == "sample"
         return type(self).sample is not Augmentation.sample
 
     @property
     def has_batch(self) -> bool:
+        if self.path is not None:
+            return self.path == "batch"
         return type(self).batch is not Augmentation.batch
+
+    def choose_path(self, path: str) -> None:
+        """Pick the per-sample (reference) or the batched path of a plugin that has both."""
+        if path not in PATHS:
+            raise ConfigError(f"augment path must be 'sample' or 'batch', got {path!r}")
+        self.path = path
 
     def sample(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """uint8 (H, W, 3) -> float32 (num_views, 3, H, W) in [0, 1]. Default: no change."""
@@ -70,6 +85,7 @@ class Augmentation:
 
 
 AUGMENTATIONS: Registry[type[Augmentation]] = Registry("augmentation")
+PATHS = ("sample", "batch")
 
 
 def to_float_chw(image: np.ndarray) -> np.ndarray:
@@ -81,8 +97,6 @@ def create_augmentation(
     name: str, *, num_classes: int, image_size: int = 32, **options: Any
 ) -> Augmentation:
     """Build a registered augmentation by name; unknown options are a config error."""
-    from robench.errors import ConfigError
-
     factory = AUGMENTATIONS.get(name)
     try:
         return factory(num_classes=num_classes, image_size=image_size, **options)

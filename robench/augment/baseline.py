@@ -20,20 +20,10 @@ class Baseline(Augmentation):
         self, num_classes: int, image_size: int = 32, padding: int = 4, path: str = "batch"
     ) -> None:
         super().__init__(num_classes, image_size)
-        if path not in ("sample", "batch"):
-            raise ConfigError(f"augment.path must be 'sample' or 'batch', got {path!r}")
         if padding < 0:
             raise ConfigError(f"augment.padding must be >= 0, got {padding}")
         self.padding = padding
-        self.path = path
-
-    @property
-    def has_sample(self) -> bool:
-        return self.path == "sample"
-
-    @property
-    def has_batch(self) -> bool:
-        return self.path == "batch"
+        self.choose_path(path)
 
     def sample(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         return to_float_chw(flip_crop(image, rng, self.padding))[None]

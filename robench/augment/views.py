@@ -32,8 +32,6 @@ from robench.augment.tensor_ops import to_float, to_uint8
 from robench.data.mixing import MixingSet, load_mixing_set
 from robench.errors import ConfigError
 
-PATHS = ("sample", "batch")
-
 
 class MixViews(Augmentation):
     """Flip + crop, then ``view(x, mixing_picture, rng)`` once, or clean + twice with JSD."""
@@ -53,12 +51,10 @@ class MixViews(Augmentation):
         super().__init__(num_classes, image_size)
         if padding < 0 or jsd_weight < 0:
             raise ConfigError(f"need padding >= 0 and jsd_weight >= 0, got {padding}, {jsd_weight}")
-        if path not in PATHS:
-            raise ConfigError(f"augment path must be 'sample' or 'batch', got {path!r}")
         self.jsd = bool(jsd)
         self.jsd_weight = float(jsd_weight)
         self.padding = padding
-        self.path = path
+        self.choose_path(path)
         self.num_views = 3 if self.jsd else 1
         self.mixing_options = (
             {} if mixing_set is None else {"mixing_set": mixing_set, "mixing_count": mixing_count}
@@ -68,14 +64,6 @@ class MixViews(Augmentation):
             None if mixing_set is None else load_mixing_set(mixing_set, mixing_count, image_size)
         )
         self._device_pictures: torch.Tensor | None = None  # the mixing set on the batch device
-
-    @property
-    def has_sample(self) -> bool:
-        return self.path == "sample"
-
-    @property
-    def has_batch(self) -> bool:
-        return self.path == "batch"
 
     # -- per sample (reference) ------------------------------------------------------------------
 
