@@ -36,8 +36,9 @@ class AugMix(MixViews):
     that do not overlap ImageNet-C (``all_ops=True`` adds color/contrast/brightness/sharpness),
     JSD on (3 views, weight 12). The mix happens in float without uint8 round-trips between
     chains, as the PyTorch ``cifar.py`` that produced the released models does. ``path``:
-    ``"sample"`` (default, PIL in DataLoader workers) or ``"batch"`` (tensor ops on the training
-    device, equivalent in distribution; see :mod:`robench.augment.views`).
+    ``"batch"`` (default: tensor ops on the training device, equivalent in distribution and
+    faster) or ``"sample"`` (the PIL reference, in DataLoader workers); see
+    :mod:`robench.augment.views`.
     """
 
     def __init__(
@@ -52,7 +53,7 @@ class AugMix(MixViews):
         jsd: bool = True,
         jsd_weight: float = 12.0,
         padding: int = 4,
-        path: str = "sample",
+        path: str = "batch",
     ) -> None:
         super().__init__(
             num_classes, image_size, jsd=jsd, jsd_weight=jsd_weight, padding=padding, path=path

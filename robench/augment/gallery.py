@@ -20,8 +20,8 @@ DPI = 100
 def augmented_views(plugin: Augmentation, images: np.ndarray, views: int, seed: int) -> np.ndarray:
     """uint8 (N, H, W, 3) -> uint8 (N, views, H, W, 3): the plugin's augmented views.
 
-    Per-sample plugins are called per image (for JSD methods the clean view 0 is skipped); batch
-    plugins see all N images as one batch (CutMix/Mixup partners are other gallery images).
+    Per-sample plugins are called per image, batch plugins see all N images as one batch
+    (CutMix/Mixup partners are other gallery images); for JSD methods the clean view is skipped.
     """
     rng = np.random.default_rng(seed)
     if plugin.has_sample:
@@ -34,9 +34,18 @@ def augmented_views(plugin: Augmentation, images: np.ndarray, views: int, seed: 
             out.append(np.stack(got[:views]))
         chw = np.stack(out)
     else:
+        n = len(images)
         x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
-        y = torch.zeros(len(images), dtype=torch.long)
-        chw = np.stack([plugin.batch(x.clone(), y, rng)[0].numpy() for _ in range(views)], 1)
+        y = torch.zeros(n, dtype=torch.long)
+        batches: list[np.ndarray] = []  # each (N, 3, H, W): one augmented view of every image
+        while len(batches) < views:
+            out = (
+                plugin.batch(x.clone(), y, rng)[0]
+                .numpy()
+                .reshape(plugin.num_views, n, *x.shape[1:])
+            )
+            batches.extend(out[1:] if plugin.num_views > 1 else out)  # skip JSD's clean view
+        chw = np.stack(batches[:views], 1)
     return (chw.transpose(0, 1, 3, 4, 2) * 255 + 0.5).astype(np.uint8)
 
 

@@ -98,9 +98,10 @@ class IPMix(MixViews):
 
     Defaults are the official CIFAR code's: k = 3, t = 3, beta = 3, severity 3, the 10 IPMix
     ops, patch sides {4, 8, 16, 32}, JSD on (clean + 2 views sharing one mixing picture, weight
-    12). Paper-vs-code options: see the module docstring. ``path``: ``"sample"`` (default, PIL
-    in DataLoader workers) or ``"batch"`` (tensor ops on the training device, equivalent in
-    distribution, with the same ``quantize`` rule; see :mod:`robench.augment.views`).
+    12). Paper-vs-code options: see the module docstring. ``path``: ``"batch"`` (default:
+    tensor ops on the training device, equivalent in distribution and faster, with the same
+    ``quantize`` rule) or ``"sample"`` (the PIL reference, in DataLoader workers); see
+    :mod:`robench.augment.views`.
     """
 
     def __init__(
@@ -121,7 +122,7 @@ class IPMix(MixViews):
         jsd: bool = True,
         jsd_weight: float = 12.0,
         padding: int = 4,
-        path: str = "sample",
+        path: str = "batch",
     ) -> None:
         patch_sizes = tuple(int(s) for s in patch_sizes)
         if k < 1 or t < 0 or not 0 <= min_chain_length <= t or beta <= 0:

@@ -12,10 +12,8 @@ per image from the same distributions, and the tensor ops reproduce PIL's pixels
 CIFAR images, see the table in ``tensor_ops``), so the same seed gives different but equally
 distributed views (``tests/augment/test_batched_equivalence.py`` compares their statistics).
 
-Default path: ``"batch"`` for PixMix, where it is equivalent and faster. AugMix and IPMix are
-equivalent and faster too, but keep ``"sample"`` for now: their default JSD triples make a batch
-plugin return three views per image, which ``gallery.augmented_views`` and the protocol tests
-do not expect of a batch-path plugin yet. Either path can be chosen with ``path = ...``.
+Default path: ``"batch"`` for all three, where it is equivalent in distribution and faster
+(BENCHMARKS.md). Either path can be chosen with ``path = ...``.
 """
 
 from __future__ import annotations
