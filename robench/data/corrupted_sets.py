@@ -22,7 +22,6 @@ import hashlib
 import json
 import multiprocessing
 import os
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -46,6 +45,7 @@ from robench.data.perturbations import (
 )
 from robench.errors import ConfigError, DataError
 from robench.io import (
+    atomic_path,
     atomic_write,
     cache_dir,
     derive_seed,
@@ -62,8 +62,6 @@ SEVERITIES = (1, 2, 3, 4, 5)
 # balance the workers and keep the progress bar moving.
 C_TASK = 500
 P_TASK = 50
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
 
 # --------------------------------------------------------------------------- inputs
@@ -230,22 +228,13 @@ def _npy_out(path: Path, shape: tuple[int, ...]) -> Iterator[np.ndarray]:
 
     Like :func:`robench.io.atomic_write`, but without holding a CIFAR-10-P file (~1 GB) in memory.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
+    with atomic_path(path) as tmp:
         arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
         yield arr
         arr.flush()
         del arr
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def _save_npy(path: Path, arr: np.ndarray) -> None:
