@@ -7,10 +7,15 @@
 #   ./run_all.sh --config FILE --seeds "0 1 2" --methods "baseline ipmix" --set data.dataset=cifar100
 #   ./run_all.sh --claims FILE          # claims to check at the end (default: see below)
 #   ./run_all.sh --results-dir DIR      # default: the config's results_dir
+#   ./run_all.sh --paper --nproc-per-node 4 --parallel 2 --gpus 0,1,2,3,4,5,6,7
+#                                       # robench sweep: each run on torchrun with 4 GPUs, 2 at once
+#   ./run_all.sh ... --dry-run          # print the sweep's commands, run nothing
 #
 # Finished runs are skipped and interrupted ones resumed (robench train --resume); a finished run
 # that lacks some of the config's metrics is only evaluated. Claims: --claims, else
 # baselines/claims/ipmix_paper.toml with --paper, else baselines/claims/quick.toml when present.
+# --nproc-per-node, --parallel, --gpus and --dry-run hand the runs to `robench sweep` (README,
+# "Scaling out"); without them the runs go one after another in this shell, as always.
 # Set PYTHON to the interpreter that has robench installed (default: python).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -22,6 +27,8 @@ seeds="0"
 methods="baseline cutmix augmix pixmix ipmix"
 paper=0
 extra=()
+sweep=()
+dry=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --paper) config=baselines/paper_wrn40_4.toml; paper=1; shift ;;
@@ -31,7 +38,9 @@ while [[ $# -gt 0 ]]; do
     --claims) claims="$2"; shift 2 ;;
     --set) extra+=(--set "$2"); shift 2 ;;
     --results-dir) extra+=(--results-dir "$2"); results_dir="$2"; shift 2 ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    --nproc-per-node|--parallel|--gpus) sweep+=("$1" "$2"); shift 2 ;;
+    --dry-run) sweep+=(--dry-run); dry=1; shift ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "run_all.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -53,13 +62,18 @@ results_dir=${results_dir:-$("$py" -c "import sys, robench; print(robench.load_c
 total=$(( $(wc -w <<<"$methods") * $(wc -w <<<"$seeds") ))
 n=0
 start=$SECONDS
-for seed in $seeds; do
-  for method in $methods; do
-    n=$((n + 1))
-    echo "=== [$n/$total] $method, seed $seed, $config (elapsed $(( (SECONDS - start) / 60 )) min) ==="
-    "${robench[@]}" train "$config" --method "$method" --seed "$seed" --resume "${extra[@]}"
+if [[ ${#sweep[@]} -gt 0 ]]; then
+  "${robench[@]}" sweep "$config" --methods "$methods" --seeds "$seeds" "${sweep[@]}" "${extra[@]}"
+  [[ $dry == 1 ]] && exit 0
+else
+  for seed in $seeds; do
+    for method in $methods; do
+      n=$((n + 1))
+      echo "=== [$n/$total] $method, seed $seed, $config (elapsed $(( (SECONDS - start) / 60 )) min) ==="
+      "${robench[@]}" train "$config" --method "$method" --seed "$seed" --resume "${extra[@]}"
+    done
   done
-done
+fi
 echo "=== all $total runs done in $(( (SECONDS - start) / 60 )) min; report ==="
 "${robench[@]}" report --results-dir "$results_dir"
 if [[ -n "$claims" ]]; then

@@ -7,13 +7,14 @@ Errors a user can fix print one line (``robench: error: ...``) and exit with sta
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import NoReturn
 
 import pandas as pd
 
-from robench.errors import Interrupted, RobenchError
+from robench.errors import Interrupted, RankError, RobenchError
 
 SHORTCUTS = {  # --flag -> config key
     "epochs": "train.epochs",
@@ -24,6 +25,7 @@ SHORTCUTS = {  # --flag -> config key
     "dataset": "data.dataset",
     "device": "train.device",
     "results_dir": "results_dir",
+    "backend": "train.dist_backend",
 }
 
 
@@ -59,30 +61,90 @@ def cmd_train(args: argparse.Namespace) -> None:
         evaluate_after=not args.no_eval,
         detect_anomaly=args.detect_anomaly,
     )
-    print(f"run folder: {run_dir}")
-    _print_table(run_summary(gather_runs(cfg.results_dir), run_dir.name))
+    if _rank() == 0:  # under torchrun, rank 0 speaks for all
+        print(f"run folder: {run_dir}")
+        _print_table(run_summary(gather_runs(cfg.results_dir), run_dir.name))
 
 
-def cmd_evaluate(args: argparse.Namespace) -> None:
+def _rank() -> int:
+    """The torchrun rank of this process (0 outside torchrun)."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def _named_options(texts: list[str] | None) -> dict[str, dict[str, object]]:
+    """``--option name.key=value`` (metric or method options) as ``{name: {key: value}}``."""
     from robench.config import parse_override
-    from robench.pipeline import evaluate_run
 
     options: dict[str, dict[str, object]] = {}
-    for text in args.option or []:
+    for text in texts or []:
         (metric, *rest), value = parse_override(text)
         if not rest:
             raise RobenchError(f"--option {text!r} must look like metric.key=value")
         options.setdefault(metric, {})[".".join(rest)] = value
-    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
+    return options
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from robench.pipeline import evaluate_run
+
+    metrics = _csv_list(args.metrics)
     doc = evaluate_run(
-        Path(args.run), metrics, options=options, progress=not args.quiet, device=args.device
+        Path(args.run),
+        metrics,
+        options=_named_options(args.option),
+        progress=not args.quiet,
+        device=args.device,
     )
     rows = [
         {"metric": metric, "value": name, "number": value}
         for metric, values in doc["metrics"].items()
         for name, value in values.items()
     ]
-    _print_table(pd.DataFrame(rows))
+    if _rank() == 0:
+        _print_table(pd.DataFrame(rows))
+
+
+def cmd_sweep(args: argparse.Namespace) -> None:
+    from robench.config import load_config
+    from robench.sweep import failure_error, gpu_slots, plan, run_sweep, shell_line
+
+    base = load_config(args.config, list(args.set or []))
+    methods = _words(args.methods) or [base.augment.method]
+    seeds = [_int_arg("--seeds", s) for s in _words(args.seeds)] or [base.seed]
+    if args.nproc_per_node < 1 or args.parallel < 1:
+        raise RobenchError("--nproc-per-node and --parallel must be >= 1")
+    slots = gpu_slots(_words(args.gpus), args.nproc_per_node, args.parallel)
+    todo, done = plan(
+        args.config,
+        methods,
+        seeds,
+        nproc=args.nproc_per_node,
+        overrides=list(args.set or []),
+        results_dir=args.results_dir,
+    )
+    total = len(todo) + len(done)
+    print(f"sweep: {total} runs, {len(done)} finished (skipped), {len(todo)} to run")
+    if args.dry_run:
+        for i, job in enumerate(todo):
+            print(shell_line(job, slots[i % len(slots)]))
+        return
+    log_dir = Path(args.results_dir or base.results_dir) / "sweep-logs"
+    failed = run_sweep(todo, slots=slots, log_dir=log_dir)
+    if failed:
+        raise failure_error(failed, total)
+    print(f"sweep: all {total} runs finished")
+
+
+def _words(text: str | None) -> list[str]:
+    """``"a,b c"`` -> ``["a", "b", "c"]``: lists may be comma- or space-separated."""
+    return (text or "").replace(",", " ").split()
+
+
+def _int_arg(flag: str, text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise RobenchError(f"{flag} takes integers, got {text!r}") from None
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -91,7 +153,10 @@ def cmd_report(args: argparse.Namespace) -> None:
     from robench.report.published import PUBLISHED_CSV
 
     rep = build_report(
-        args.results_dir, plots=not args.no_plots, published=args.published or PUBLISHED_CSV
+        args.results_dir,
+        plots=not args.no_plots,
+        published=args.published or PUBLISHED_CSV,
+        mce_reference=args.mce_reference,
     )
     if rep.runs.empty:
         print(f"no finished runs under {Path(args.results_dir) / 'runs'}; train one first")
@@ -167,7 +232,11 @@ def cmd_bench(args: argparse.Namespace) -> None:
         from robench.augment.bench import bench_augment
 
         methods = _csv_list(args.methods) or AUGMENTATIONS.names()
-        table = bench_augment(methods, n_images=args.images, seed=args.seed)
+        from robench.train import resolve_device
+
+        table = bench_augment(
+            methods, n_images=args.images, seed=args.seed, device=resolve_device(args.device)
+        )
     elif args.stage == "train":
         from robench.augment import AUGMENTATIONS
         from robench.train.bench import bench_train
@@ -179,11 +248,14 @@ def cmd_bench(args: argparse.Namespace) -> None:
             n_images=args.images,
             device=args.device,
             workers=args.workers,
+            options=_named_options(args.option),
         )
     elif args.stage == "eval":
         from robench.train.bench import bench_eval
 
         table = bench_eval(model=args.model, n_images=max(args.images, 1000), device=args.device)
+    elif args.stage == "suite":
+        table = _bench_suite(args)
     else:
         from robench.data.corruption_bench import bench_corrupt
 
@@ -195,6 +267,32 @@ def cmd_bench(args: argparse.Namespace) -> None:
             )
     _print_table(table)
     _save_table(table, args.csv)
+
+
+def _bench_suite(args: argparse.Namespace) -> pd.DataFrame:
+    from robench.config import ALL_METRICS
+    from robench.data import load_dataset
+    from robench.evaluate import EvalContext
+    from robench.evaluate.bench import bench_suite
+    from robench.io import cache_dir
+    from robench.models import create_model
+    from robench.train import resolve_device, use_amp
+
+    if not args.dataset:
+        raise RobenchError("bench suite needs --dataset, e.g. imagefolder:PATH or cifar10")
+    data = load_dataset(args.dataset, "test", root=args.data_root, progress=not args.quiet)
+    device = resolve_device(args.device)
+    ctx = EvalContext(
+        device=device,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        cache_dir=cache_dir(),
+        progress=not args.quiet,
+        amp=use_amp("auto", device),
+    )
+    model = create_model(args.model, data.num_classes)
+    metrics = _csv_list(args.metrics) or list(ALL_METRICS)
+    return bench_suite(model, data, metrics, ctx=ctx, options=_named_options(args.option))
 
 
 def cmd_corrupt(args: argparse.Namespace) -> None:
@@ -249,6 +347,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", help="= --set data.dataset=SPEC")
     p.add_argument("--data-root", help="where cifar10/cifar100 live (else $ROBENCH_DATA)")
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    p.add_argument(
+        "--backend", choices=["auto", "nccl", "gloo"], help="torchrun: = train.dist_backend"
+    )
     p.add_argument("--results-dir", help="where runs/ and the leaderboard go (default results)")
     p.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
     p.add_argument("--force", action="store_true", help="discard an existing run and retrain")
@@ -256,6 +357,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detect-anomaly", action="store_true", help="torch anomaly detection")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
+        "sweep", help="train every (method, seed) run of a config; torchrun and GPU slots"
+    )
+    p.add_argument("config", help="TOML experiment config, e.g. baselines/paper_wrn40_4.toml")
+    p.add_argument("--methods", help="e.g. 'baseline,ipmix' (default: the config's method)")
+    p.add_argument("--seeds", help="e.g. '0,1,2' (default: the config's seed)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
+    p.add_argument("--results-dir", help="where runs/ go (default: the config's results_dir)")
+    p.add_argument(
+        "--nproc-per-node", type=int, default=1, help="processes (GPUs) per run; >1: torchrun"
+    )
+    p.add_argument("--parallel", type=int, default=1, help="runs at once (default 1)")
+    p.add_argument("--gpus", help="GPU ids to share out, e.g. 0,1,2,3 (CUDA_VISIBLE_DEVICES)")
+    p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("evaluate", help="evaluate a trained run; results go into its metrics.json")
     p.add_argument("run", help="a run folder, e.g. results/runs/<run-id>")
@@ -269,6 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results-dir", default="results", help="default: results")
     p.add_argument("--no-plots", action="store_true", help="tables and pages only (faster)")
     p.add_argument("--published", help="published numbers CSV (default: baselines/published.csv)")
+    p.add_argument("--mce-reference", metavar="RUN_ID", help="also normalise mCE by this run")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("check", help="check claims (TOML) against the results; exit 1 if any fail")
@@ -303,9 +421,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_corrupt)
 
     p = sub.add_parser("bench", help="throughput benchmarks (images/s) on this machine")
-    p.add_argument("stage", choices=["augment", "train", "eval", "corrupt"], help="what to measure")
-    p.add_argument("--model", default="wrn_16_2", help="train/eval: the model (wrn_16_2)")
-    p.add_argument("--device", default="auto", help="train/eval: auto | cpu | cuda")
+    p.add_argument(
+        "stage", choices=["augment", "train", "eval", "suite", "corrupt"], help="what to measure"
+    )
+    p.add_argument("--model", default="wrn_16_2", help="train/eval/suite: the model (wrn_16_2)")
+    p.add_argument(
+        "--device", default="auto", help="augment (batch path)/train/eval/suite: auto | cpu | cuda"
+    )
+    p.add_argument("--dataset", help="suite: the test set, e.g. imagefolder:PATH")
+    p.add_argument("--data-root", help="suite: where cifar10/cifar100 live")
+    p.add_argument("--metrics", help="suite: comma-separated metrics (default: all)")
+    p.add_argument(
+        "--option",
+        action="append",
+        metavar="NAME.KEY=VALUE",
+        help="train: a method option (ipmix.path=sample); suite: a metric option (pgd.n=1000)",
+    )
+    p.add_argument("--batch-size", type=int, default=1000, help="suite: inference batch (1000)")
+    p.add_argument("--quiet", action="store_true", help="suite: no progress bars")
     p.add_argument(
         "--workers", type=int, default=0, help="corrupt: processes (0 = all cores); train: loader"
     )
@@ -328,12 +461,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         status = args.func(args)
     except Interrupted as err:
-        print(f"robench: {err}", file=sys.stderr)
+        if _rank() == 0:
+            print(f"robench: {err}", file=sys.stderr)
         return 130
     except RobenchError as err:
         if args.debug:
             raise
-        print(f"robench: error: {err}", file=sys.stderr)
+        if not isinstance(err, RankError):  # rank 0 has printed it
+            print(f"robench: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("robench: interrupted", file=sys.stderr)

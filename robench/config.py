@@ -41,6 +41,15 @@ class DataConfig:
     test_per_class: int = _f(0, doc="test images per class, 0 = all", lo=0)
     subset_seed: int = _f(0, doc="seed of the per-class subset draw", lo=0)
     download: bool = _f(False, doc="let torchvision download cifar10/cifar100 when online")
+    image_size: int = _f(
+        0,
+        doc="0: decode the set into memory as stored; N: stream an imagefolder from disk at N px "
+        "(train RandomResizedCrop + flip, test Resize + CenterCrop)",
+        lo=0,
+    )
+    crop_pct: float = _f(
+        0.875, doc="test centre crop: Resize(image_size / crop_pct)", lo=0.01, hi=1.0
+    )
 
 
 @dataclass
@@ -76,6 +85,14 @@ class TrainConfig:
     threads: int = _f(0, doc="torch CPU threads, 0 = torch default", lo=0)
     checkpoint_every_steps: int = _f(0, doc="also checkpoint every N steps, 0 = off", lo=0)
     checkpoint_minutes: float = _f(10.0, doc="also checkpoint every N minutes, 0 = off", lo=0.0)
+    dist_backend: str = _f(
+        "auto",
+        doc="torchrun process group: auto (nccl on CUDA, gloo on the CPU) | nccl | gloo",
+        choices=("auto", "nccl", "gloo"),
+    )
+    dist_timeout_minutes: float = _f(
+        30.0, doc="torchrun: how long a collective waits for a silent rank", lo=0.1
+    )
 
 
 @dataclass

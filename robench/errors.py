@@ -26,3 +26,8 @@ class CheckpointError(RobenchError):
 
 class Interrupted(RobenchError):
     """Training was stopped by SIGINT/SIGTERM after saving a checkpoint."""
+
+
+class RankError(RobenchError):
+    """Under torchrun, rank 0 failed with a user error; the other ranks stop with it (the CLI
+    prints it once, from rank 0)."""

@@ -1,8 +1,14 @@
-"""The thin pipeline behind the CLI: config -> data -> augment -> train -> evaluate -> results."""
+"""The thin pipeline behind the CLI: config -> data -> augment -> train -> evaluate -> results.
+
+Under torchrun every rank runs it; rank 0 alone reads and writes the run folder, through
+:func:`robench.train.distributed.on_main`, so its decisions and errors reach every rank.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,7 +41,7 @@ from robench.runs import (
     write_records,
     write_tables,
 )
-from robench.train import Trainer, resolve_device, use_amp
+from robench.train import Trainer, distributed, resolve_device, use_amp
 
 
 def load_split(cfg: Config, split: str, progress: bool = True) -> ImageData:
@@ -48,6 +54,9 @@ def load_split(cfg: Config, split: str, progress: bool = True) -> ImageData:
         subset_seed=cfg.data.subset_seed,
         progress=progress,
         download=cfg.data.download,
+        image_size=cfg.data.image_size,
+        crop_pct=cfg.data.crop_pct,
+        workers=cfg.train.workers,
     )
 
 
@@ -72,10 +81,24 @@ def train(
     interrupted run leaves behind, to be continued with ``resume=True``.
     """
     run_dir = runs_root(cfg.results_dir) / run_id(cfg)
-    with run_lock(run_dir):
+    with _session(cfg), _locked(run_dir):
         return _train(
             cfg, run_dir, resume, force, progress, evaluate_after, detect_anomaly, stop_after
         )
+
+
+def _session(cfg: Config, device: str | None = None) -> contextlib.AbstractContextManager:
+    """The torchrun process group (a no-op in a single process)."""
+    kind = resolve_device(device or cfg.train.device).type
+    return distributed.session(kind, cfg.train.dist_backend, cfg.train.dist_timeout_minutes)
+
+
+@contextlib.contextmanager
+def _locked(run_dir: Path) -> Iterator[None]:
+    """The run lock, held by rank 0 (its failure stops every rank)."""
+    with contextlib.ExitStack() as stack:
+        distributed.on_main(lambda: stack.enter_context(run_lock(run_dir)))
+        yield
 
 
 def _train(
@@ -92,21 +115,29 @@ def _train(
     if evaluate_after:  # a typo in the metrics must not surface only after hours of training
         check_metrics(cfg.evaluate.metrics, cfg.evaluate.options)
     checkpoint = run_dir / "checkpoint.pt"
-    if resume and checkpoint.exists() and (doc := read_metrics(run_dir)) is not None:
-        # training finished earlier: evaluate only what is missing
-        missing = [m for m in cfg.evaluate.metrics if m not in doc["metrics"]]
+    main = distributed.world().main
+    progress = progress and main
+
+    def plan() -> tuple[str, list[str]]:
+        """("finished", metrics missing) | ("resume", []) | ("new", [])."""
+        if resume and checkpoint.exists() and (doc := read_metrics(run_dir)) is not None:
+            return "finished", [m for m in cfg.evaluate.metrics if m not in doc["metrics"]]
+        if checkpoint.exists() and not resume:
+            if not force:
+                raise RobenchError(
+                    f"run {run_dir} already has a checkpoint; pass --resume to continue it "
+                    "or --force to start it over"
+                )
+            clear_run(run_dir)
+        return ("resume" if resume and checkpoint.exists() else "new"), []
+
+    state, missing = distributed.on_main(plan)
+    if state == "finished":  # training finished earlier: evaluate only what is missing
         if missing and evaluate_after:
             evaluate_run(run_dir, missing, progress=progress)
         elif progress:
             print(f"{run_dir.name} is already finished")
         return run_dir
-    if checkpoint.exists() and not resume:
-        if not force:
-            raise RobenchError(
-                f"run {run_dir} already has a checkpoint; pass --resume to continue it "
-                "or --force to start it over"
-            )
-        clear_run(run_dir)
     train_data = load_split(cfg, "train", progress)
     test_data = load_split(cfg, "test", progress)
     check_same_classes(train_data, test_data)
@@ -118,7 +149,7 @@ def _train(
         image_size=train_data.image_size,
         **cfg.augment.options,
     )
-    write_config(run_dir, cfg)
+    distributed.on_main(lambda: write_config(run_dir, cfg))
     trainer = Trainer(
         model,
         plugin,
@@ -130,7 +161,7 @@ def _train(
         progress=progress,
         detect_anomaly=detect_anomaly,
     )
-    if resume and checkpoint.exists():
+    if state == "resume":
         done = trainer.resume()
         if progress:
             print(f"resuming {run_dir.name} after epoch {done}/{cfg.train.epochs}")
@@ -149,6 +180,7 @@ def _train(
         "training": {
             "epochs": cfg.train.epochs,
             "device": str(trainer.device),
+            "processes": distributed.world().size,
             "amp_bf16": trainer.amp,
             "seconds_this_session": time.perf_counter() - start,
             "final_train_loss": history[-1].train_loss if history else None,
@@ -158,7 +190,7 @@ def _train(
         "machine": machine_info(),
         "metrics": {},
     }
-    write_metrics(run_dir, doc)
+    distributed.on_main(lambda: write_metrics(run_dir, doc))
     if evaluate_after:
         evaluate_run(run_dir, cfg.evaluate.metrics, test_data=test_data, progress=progress)
     return run_dir
@@ -179,7 +211,7 @@ def build_model(cfg: Config, num_classes: int) -> torch.nn.Module:
 
 def load_run_model(run_dir: Path, cfg: Config, num_classes: int) -> torch.nn.Module:
     model = build_model(cfg, num_classes)
-    state = load_checkpoint(run_dir / "checkpoint.pt")
+    state = distributed.on_main(lambda: load_checkpoint(run_dir / "checkpoint.pt"))
     try:
         model.load_state_dict(state["model"])
     except (KeyError, RuntimeError) as err:
@@ -199,28 +231,40 @@ def evaluate_run(
     progress: bool = True,
     device: str | None = None,
 ) -> dict[str, Any]:
-    """Evaluate a trained run's checkpoint; merges the numbers into its metrics.json."""
+    """Evaluate a trained run's checkpoint; merges the numbers into its metrics.json.
+
+    Under torchrun each rank predicts its shard of every input and all get the whole logits.
+    """
     run_dir = Path(run_dir)
-    with run_lock(run_dir):
-        return _evaluate_run(run_dir, metrics, options, test_data, progress, device)
+    # rank 0 reads it inside the process group (train); each process before joining one
+    cfg = distributed.on_main(lambda: load_run_config(run_dir))
+    with _session(cfg, device), _locked(run_dir):
+        return _evaluate_run(run_dir, cfg, metrics, options, test_data, progress, device)
+
+
+def _read_finished(run_dir: Path) -> dict[str, Any]:
+    doc = read_metrics(run_dir)
+    if doc is None:
+        raise RobenchError(f"{run_dir} has no metrics.json: its training did not finish")
+    return doc
 
 
 def _evaluate_run(
     run_dir: Path,
+    cfg: Config,
     metrics: list[str] | None,
     options: dict[str, dict[str, Any]] | None,
     test_data: ImageData | None,
     progress: bool,
     device: str | None,
 ) -> dict[str, Any]:
-    cfg = load_run_config(run_dir)
     _set_threads(cfg)
-    doc = read_metrics(run_dir)
-    if doc is None:
-        raise RobenchError(f"{run_dir} has no metrics.json: its training did not finish")
+    world = distributed.world()
+    progress = progress and world.main
+    doc = distributed.on_main(lambda: _read_finished(run_dir))
     test_data = test_data or load_split(cfg, "test", progress)
     model = load_run_model(run_dir, cfg, test_data.num_classes)
-    torch_device = resolve_device(device or cfg.train.device)
+    torch_device = distributed.rank_device(resolve_device(device or cfg.train.device))
     ctx = EvalContext(
         device=torch_device,
         batch_size=cfg.evaluate.batch_size,
@@ -229,11 +273,12 @@ def _evaluate_run(
         data_root=Path(cfg.data.root) if cfg.data.root else None,
         progress=progress,
         amp=use_amp(cfg.train.amp, torch_device),
+        shard=world.size > 1,
     )
     names = metrics or list(DEFAULT_METRICS)
     merged_options = {**cfg.evaluate.options, **(options or {})}
     doc["data"]["eval"] = test_data.identity.to_dict()
-    records = read_records(run_dir)  # keep the records of metrics evaluated earlier
+    records = distributed.on_main(lambda: read_records(run_dir))  # keep earlier metrics' records
 
     def save(name: str, result: MetricResult) -> None:
         """Write each metric as soon as it is done: an interrupted evaluation keeps it."""
@@ -242,11 +287,21 @@ def _evaluate_run(
         doc.setdefault("metric_seconds", {})[name] = round(result.seconds, 3)
         doc["evaluated"] = datetime.now(UTC).isoformat(timespec="seconds")
         doc["versions"] = package_versions()
-        write_tables(run_dir, name, result.tables)
         records.update({f"{name}/{k}": v for k, v in result.records.items()})
-        if records:
-            write_records(run_dir, records)
-        write_metrics(run_dir, doc)
+        distributed.on_main(lambda: _write_result(run_dir, name, result, records, doc))
 
     evaluate(model, test_data, names, ctx=ctx, options=merged_options, on_result=save)
     return doc
+
+
+def _write_result(
+    run_dir: Path,
+    name: str,
+    result: MetricResult,
+    records: dict[str, Any],
+    doc: dict[str, Any],
+) -> None:
+    write_tables(run_dir, name, result.tables)
+    if records:
+        write_records(run_dir, records)
+    write_metrics(run_dir, doc)

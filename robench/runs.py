@@ -35,7 +35,15 @@ _NOT_IDENTITY = {
     ("train", "threads"),
     ("train", "checkpoint_every_steps"),
     ("train", "checkpoint_minutes"),
+    ("train", "dist_backend"),
+    ("train", "dist_timeout_minutes"),
     ("evaluate",),
+}
+# Keys added after runs existed: left out of the run id while they hold their default, so
+# adding a key never renames (and so never retrains) the runs of configs that do not use it.
+_IDENTITY_ONLY_IF_SET = {
+    ("data", "image_size"): 0,
+    ("data", "crop_pct"): 0.875,
 }
 
 
@@ -47,6 +55,9 @@ def run_id(cfg: Config) -> str:
         for part in path[:-1]:
             node = node[part]
         node.pop(path[-1], None)
+    for (section, key), default in _IDENTITY_ONLY_IF_SET.items():
+        if ident[section].get(key) == default:
+            ident[section].pop(key, None)
     digest = hash_text(json.dumps(ident, sort_keys=True))[:8]
     slug = re.sub(r"[^A-Za-z0-9_.]+", "_", f"{cfg.name}-{cfg.augment.method}-{cfg.model.name}")
     return f"{slug}-s{cfg.seed}-{digest}"

@@ -43,6 +43,12 @@ def make_npz(path: Path, n_train: int = 48, n_test: int = 24, classes: int = 4, 
     return path
 
 
+@pytest.fixture(scope="session")
+def npz_maker():
+    """:func:`make_npz` itself, for fixtures of wider scope that write their own sizes."""
+    return make_npz
+
+
 @pytest.fixture
 def tiny_npz(tmp_path: Path) -> Path:
     return make_npz(tmp_path / "tiny.npz")

@@ -28,20 +28,29 @@ def _time_sample(plugin: Augmentation, images: np.ndarray, seed: int) -> float:
     return time.perf_counter() - start
 
 
-def _time_batch(plugin: Augmentation, images: np.ndarray, seed: int) -> float:
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _time_batch(plugin: Augmentation, images: np.ndarray, seed: int, device: torch.device) -> float:
     rng = np.random.default_rng(seed)
-    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
-    y = torch.zeros(len(images), dtype=torch.long)
+    x = torch.from_numpy(images).to(device).permute(0, 3, 1, 2).float() / 255
+    y = torch.zeros(len(images), dtype=torch.long, device=device)
     plugin.batch(x[:BATCH].clone(), y[:BATCH], rng)  # warm-up (and the mixing set's device copy)
+    _sync(device)
     start = time.perf_counter()
     for i in range(0, len(images), BATCH):
         plugin.batch(x[i : i + BATCH].clone(), y[i : i + BATCH], rng)
+    _sync(device)
     return time.perf_counter() - start
 
 
-def _time(plugin: Augmentation, images: np.ndarray, seed: int) -> float:
-    """Seconds for the plugin's own path over all images."""
-    return (_time_sample if plugin.has_sample else _time_batch)(plugin, images, seed)
+def _time(plugin: Augmentation, images: np.ndarray, seed: int, device: torch.device) -> float:
+    """Seconds for the plugin's own path over all images (the batch path on ``device``)."""
+    if plugin.has_sample:
+        return _time_sample(plugin, images, seed)
+    return _time_batch(plugin, images, seed, device)
 
 
 def bench_augment(
@@ -50,8 +59,10 @@ def bench_augment(
     seed: int = 0,
     images: np.ndarray | None = None,
     image_size: int = 32,
+    device: torch.device | str = "cpu",
 ) -> pd.DataFrame:
-    """Images/s of each method's default path (``sample`` in one process, or ``batch`` on CPU).
+    """Images/s of each method's default path (``sample`` in one process on the CPU, or
+    ``batch`` on ``device``).
 
     ``images`` (uint8 (N, H, W, 3)) defaults to seeded noise; the ops' cost barely depends on
     content. JSD methods are timed with and without their JSD views. AugMix, PixMix and IPMix
@@ -65,6 +76,7 @@ def bench_augment(
             0, 256, (n_images, image_size, image_size, 3), dtype=np.uint8
         )
     images = images[:n_images]
+    device = torch.device(device)
     rows: list[dict[str, Any]] = []
     for name in methods:
         variants = [{"jsd": True}, {"jsd": False}] if name in JSD_METHODS else [{}]
@@ -73,13 +85,13 @@ def bench_augment(
                 name, num_classes=10, image_size=images.shape[1], **options
             )
             path = "sample" if plugin.has_sample else "batch"
-            per_path = {path: _time(plugin, images, seed)}
+            per_path = {path: _time(plugin, images, seed, device)}
             if name in TWO_PATH_METHODS:
                 other = "batch" if path == "sample" else "sample"
                 twin = create_augmentation(
                     name, num_classes=10, image_size=images.shape[1], path=other, **options
                 )
-                per_path[other] = _time(twin, images, seed)
+                per_path[other] = _time(twin, images, seed, device)
             seconds = per_path[path]
             speed = {p: len(images) / s for p, s in per_path.items()}
             rows.append(
@@ -95,6 +107,7 @@ def bench_augment(
                     "sample_images_per_s": speed.get("sample", math.nan),
                     "batch_images_per_s": speed.get("batch", math.nan),
                     "speedup": speed["batch"] / speed["sample"] if len(speed) == 2 else math.nan,
+                    "batch_device": str(device),
                     "torch_threads": torch.get_num_threads(),
                 }
             )

@@ -1,13 +1,16 @@
 """Image classification data sets, loaded once into memory as uint8 tensors.
 
 Names: ``cifar10``, ``cifar100`` (official torchvision layout under the data root),
-``imagefolder:<path>`` (class sub-folders, inside ``train/`` and ``test/`` split folders or not)
-and ``npz:<path>``. Relative paths are looked up in the working directory, then the data root.
+``imagefolder:<path>`` (class sub-folders, inside ``train/`` and ``test/`` (or ``val/``) split
+folders or not) and ``npz:<path>``. Relative paths are looked up in the working directory, then
+the data root.
 Any other ``<name>`` or ``<name>:<arg>`` is looked up in :data:`DATASETS`, the data-set plugins
 that installed packages declare (see docs/extending.md).
 
 Everything is decoded up front into one uint8 array: CIFAR-sized sets fit in memory many times
 over, and augmentation workers then index a tensor instead of re-decoding files every epoch.
+The exception is an image folder read with ``image_size > 0`` (ImageNet scale): it stays on disk
+as a :class:`~robench.data.folders.FolderImages`, decoded per image with the ImageNet transforms.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import math
 import os
 import pickle
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,22 +31,30 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from robench.data.folders import (
+    FolderImages,
+    eval_resize,
+    files_hash,
+    list_classes,
+    name_list,
+)
 from robench.errors import DataError, RobenchError
 from robench.io import hash_arrays
 from robench.registry import Registry
 
 SPLITS = ("train", "test")
+#: split folder names tried in order (ImageNet ships its test split as val/)
+SPLIT_FOLDERS = {"train": ("train",), "test": ("test", "val")}
 #: the built-in spec forms and what they read (``robench list`` shows them)
 BUILTIN_DATASETS = {
     "cifar10": "CIFAR-10, official python-version files under the data root",
     "cifar100": "CIFAR-100, official python-version files under the data root",
-    "imagefolder:<path>": "class sub-folders of images, optionally inside train/ and test/",
+    "imagefolder:<path>": "class sub-folders of images, optionally inside train/ and test/ "
+    "(or val/); data.image_size > 0 streams them from disk",
     "npz:<path>": "arrays x_train, y_train, x_test, y_test (or x, y), optional classes",
 }
 SPEC_FORMS = ", ".join(BUILTIN_DATASETS)
 BUILTIN_PREFIXES = {form.partition(":")[0] for form in BUILTIN_DATASETS}
-# torchvision's ImageFolder extensions, so a folder it reads is a folder we read.
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 PROVIDE_HINT = (
     "point --data-root or ROBENCH_DATA at the folder that holds it, set download = true when "
     "online (cifar10/cifar100 only), or load a local copy as imagefolder:<path> or npz:<path>"
@@ -78,9 +89,13 @@ class DataIdentity:
 
 @dataclass
 class ImageData:
-    """A split held in memory: uint8 images (N, 3, H, W), int64 labels (N,), class names."""
+    """A split: uint8 images (N, 3, H, W), int64 labels (N,), class names.
 
-    images: torch.Tensor
+    ``images`` is a tensor in memory, or a :class:`FolderImages` that decodes from disk on access
+    (indexing it gives tensors; evaluation streams it in batches).
+    """
+
+    images: torch.Tensor | FolderImages
     labels: torch.Tensor
     classes: list[str]
     identity: DataIdentity
@@ -92,6 +107,11 @@ class ImageData:
     @property
     def image_size(self) -> int:
         return int(self.images.shape[-1])
+
+    @property
+    def on_disk(self) -> bool:
+        """Decoded per image from files (an image folder read at a fixed ``image_size``)."""
+        return isinstance(self.images, FolderImages)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -106,19 +126,38 @@ def load_dataset(
     subset_seed: int = 0,
     progress: bool = True,
     download: bool = False,
+    image_size: int = 0,
+    crop_pct: float = 0.875,
+    workers: int = 0,
 ) -> ImageData:
     """Load one split of ``spec`` into memory, optionally keeping ``per_class`` images per class.
 
     ``root`` (else ``$ROBENCH_DATA``, else ``./data``) holds the CIFAR folders and is the second
     place relative ``imagefolder:``/``npz:`` paths are looked up. ``download`` only applies to
     cifar10/cifar100; the local formats have nothing to fetch.
+
+    ``image_size > 0`` (image folders only) keeps the images on disk: the training split is
+    decoded with RandomResizedCrop(image_size) + flip per sample, the test split with
+    Resize(floor(image_size / crop_pct)) + CenterCrop(image_size), ``workers`` DataLoader workers
+    decoding the evaluation batches (see :mod:`robench.data.folders`).
     """
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}: use one of {', '.join(SPLITS)}")
     if per_class < 0:
         raise DataError(f"per_class must be 0 (all images) or positive, got {per_class}")
+    if image_size < 0:
+        raise DataError(f"image_size must be 0 (decode into memory) or positive, got {image_size}")
     data_root, origin = _data_root(root)
     kind, sep, arg = spec.partition(":")
+    if image_size and not (kind == "imagefolder" and arg):
+        raise DataError(
+            f"image_size = {image_size} streams an image folder from disk; {spec!r} is not "
+            "imagefolder:<path>: set data.image_size = 0 for it"
+        )
+    if image_size:
+        base = _find_path(arg, data_root, origin, spec, want_dir=True)
+        resize = eval_resize(image_size, crop_pct)
+        return _folder_on_disk(base, split, per_class, subset_seed, image_size, resize, workers)
     if kind == "imagefolder" and arg:
         base = _find_path(arg, data_root, origin, spec, want_dir=True)
         name = base.name
@@ -160,6 +199,37 @@ def load_dataset(
     return ImageData(torch.from_numpy(images), torch.from_numpy(labels), list(classes), identity)
 
 
+def _folder_on_disk(
+    base: Path,
+    split: str,
+    per_class: int,
+    subset_seed: int,
+    image_size: int,
+    resize: int,
+    workers: int,
+) -> ImageData:
+    """An image folder split as a :class:`FolderImages`: listed and hashed, not decoded."""
+    files, labels, classes, source = _list_imagefolder(base, split)
+    keep = _subset_indices(labels, len(classes), per_class, subset_seed)
+    if keep is not None:
+        files, labels = [files[i] for i in keep], labels[keep]
+    transform = (
+        f"RandomResizedCrop({image_size}) + flip"
+        if split == "train"
+        else f"Resize({resize}) + CenterCrop({image_size})"
+    )
+    identity = DataIdentity(
+        name=base.name,
+        split=split,
+        count=len(labels),
+        content_hash=files_hash(files, labels, source, f"{transform}\n{classes}"),
+        source=f"{source} (on disk, {transform})",
+        subset=f"{per_class} per class (seed {subset_seed})" if per_class else "all",
+    )
+    images = FolderImages(files, image_size, resize, workers)
+    return ImageData(images, torch.from_numpy(labels), classes, identity)
+
+
 def _spec_forms() -> str:
     plugins = ", ".join(f"{n}[:<arg>]" for n in DATASETS.names())
     return f"{SPEC_FORMS}, {plugins} (plugins)" if plugins else SPEC_FORMS
@@ -172,8 +242,8 @@ def check_same_classes(train: ImageData, test: ImageData) -> None:
     only_train = [c for c in train.classes if c not in test.classes]
     only_test = [c for c in test.classes if c not in train.classes]
     if only_train or only_test:
-        detail = f"only in {train.identity.split}: {_names(only_train)}; "
-        detail += f"only in {test.identity.split}: {_names(only_test)}"
+        detail = f"only in {train.identity.split}: {name_list(only_train)}; "
+        detail += f"only in {test.identity.split}: {name_list(only_test)}"
     else:
         detail = "same names in a different order"
     raise DataError(
@@ -181,12 +251,6 @@ def check_same_classes(train: ImageData, test: ImageData) -> None:
         f"{test.identity.name} {test.identity.split} ({test.num_classes} classes) have different "
         f"classes ({detail}): give both splits the same class sub-folders"
     )
-
-
-def _names(names: Sequence[str], limit: int = 5) -> str:
-    shown = ", ".join(names[:limit])
-    more = f" and {len(names) - limit} more" if len(names) > limit else ""
-    return f"[{shown}{more}]" if names else "none"
 
 
 def _one_line(error: BaseException) -> str:
@@ -452,47 +516,17 @@ def _load_npz(path: Path, split: str) -> tuple[np.ndarray, np.ndarray, list[str]
 
 
 def _list_imagefolder(base: Path, split: str) -> tuple[list[str], np.ndarray, list[str], Path]:
-    """Image paths and labels in torchvision ImageFolder order (sorted classes, sorted walk).
-
-    Hidden folders and files (``.ipynb_checkpoints``, macOS ``._*``) are skipped.
-    """
-    folder = base / split
-    if not folder.is_dir():
-        present = [s for s in SPLITS if (base / s).is_dir()]
+    """Image paths and labels in torchvision ImageFolder order, from ``<base>/<split>/`` (the
+    test split also from ``val/``), or from ``<base>`` itself when it has no split folders."""
+    folder = next((base / f for f in SPLIT_FOLDERS[split] if (base / f).is_dir()), None)
+    if folder is None:
+        present = [f for names in SPLIT_FOLDERS.values() for f in names if (base / f).is_dir()]
         if present:
-            raise DataError(f"{base} has {', '.join(present)}/ but no {split}/ split folder")
+            wanted = " or ".join(f"{f}/" for f in SPLIT_FOLDERS[split])
+            raise DataError(f"{base} has {', '.join(present)}/ but no {wanted} split folder")
         folder = base  # no split folders: the same class folders serve every split
-    classes = sorted(e.name for e in os.scandir(folder) if e.is_dir() and e.name[0] != ".")
-    if not classes:
-        raise DataError(f"{folder} has no class sub-folders: expected {folder}/<class>/<image>")
-    files: list[str] = []
-    labels: list[int] = []
-    empty = []
-    for label, name in enumerate(classes):
-        found = _image_files(folder / name)
-        if not found:
-            empty.append(name)
-        files += found
-        labels += [label] * len(found)
-    if empty:
-        raise DataError(
-            f"no images ({', '.join(IMAGE_EXTENSIONS)}) in class folder(s) {_names(empty)} "
-            f"of {folder}"
-        )
-    return files, np.asarray(labels, dtype=np.int64), classes, folder
-
-
-def _image_files(class_dir: Path) -> list[str]:
-    walked = []
-    for parent, dirs, names in os.walk(class_dir, followlinks=True):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        walked.append((parent, names))
-    return [
-        os.path.join(parent, f)
-        for parent, names in sorted(walked)
-        for f in sorted(names)
-        if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS)
-    ]
+    files, labels, classes = list_classes(folder)
+    return files, labels, classes, folder
 
 
 def _read_image(path: str) -> np.ndarray:

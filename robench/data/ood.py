@@ -27,7 +27,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from robench.data.datasets import IMAGE_EXTENSIONS, load_dataset
+from robench.data.datasets import load_dataset
+from robench.data.folders import IMAGE_EXTENSIONS
 from robench.errors import DataError
 
 SYNTHETIC = ("gaussian", "rademacher", "blobs")

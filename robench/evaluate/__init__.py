@@ -7,6 +7,7 @@ from robench.evaluate import (  # noqa: F401  (importing registers the built-in 
     corruption,
     flip,
     ood,
+    rendition,
 )
 from robench.evaluate.base import METRICS, EvalContext, MetricResult
 from robench.evaluate.suite import DEFAULT_METRICS, check_metrics, evaluate

@@ -19,7 +19,9 @@ import torch
 from tqdm.auto import tqdm
 
 from robench.data.datasets import ImageData
+from robench.data.folders import FolderImages
 from robench.registry import Registry
+from robench.train import distributed
 
 
 @dataclass
@@ -33,6 +35,7 @@ class EvalContext:
     data_root: Path | None = None
     progress: bool = True
     amp: bool = False  # bf16 autocast for inference (CUDA)
+    shard: bool = False  # under torchrun: each rank predicts a shard, all get every logit
 
 
 @dataclass
@@ -55,9 +58,13 @@ METRICS: Registry[Metric] = Registry("metric")
 
 
 def batches(
-    images: torch.Tensor, batch_size: int, desc: str = "", progress: bool = True
+    images: torch.Tensor | FolderImages, batch_size: int, desc: str = "", progress: bool = True
 ) -> Iterator[torch.Tensor]:
-    """Slices of a uint8 (N, 3, H, W) tensor, with a tqdm bar."""
+    """Slices of a uint8 (N, 3, H, W) tensor, with a tqdm bar; a set on disk is streamed in
+    batches decoded by its DataLoader workers instead."""
+    if isinstance(images, FolderImages):
+        yield from tqdm(images.loader(batch_size), desc=desc, disable=not progress, leave=False)
+        return
     starts = range(0, len(images), batch_size)
     for start in tqdm(starts, desc=desc, disable=not progress, leave=False, unit="batch"):
         yield images[start : start + batch_size]
@@ -65,13 +72,29 @@ def batches(
 
 @torch.inference_mode()
 def predict_logits(
-    model: torch.nn.Module, images: torch.Tensor, ctx: EvalContext, desc: str = "predict"
+    model: torch.nn.Module,
+    images: torch.Tensor | FolderImages,
+    ctx: EvalContext,
+    desc: str = "predict",
 ) -> torch.Tensor:
     """Float32 logits (N, C) on the CPU, model in eval mode.
 
     ``images`` (N, 3, H, W) are uint8, or float already in [0, 1] (e.g. synthetic OOD noise that
-    rounding to uint8 would change).
+    rounding to uint8 would change), or a :class:`FolderImages` streamed from disk.
+    With ``ctx.shard`` (torchrun) each rank predicts its contiguous shard and the logits are
+    all-gathered in order: every metric built on this function gets the single-process logits.
     """
+    world = distributed.world()
+    if ctx.shard and 1 < world.size <= len(images):
+        lo, hi = distributed.shard_bounds(len(images), world.rank, world.size)
+        part = images.subset(range(lo, hi)) if isinstance(images, FolderImages) else images[lo:hi]
+        return distributed.gather_rows(_predict(model, part, ctx, desc), len(images), ctx.device)
+    return _predict(model, images, ctx, desc)
+
+
+def _predict(
+    model: torch.nn.Module, images: torch.Tensor | FolderImages, ctx: EvalContext, desc: str
+) -> torch.Tensor:
     model.eval()
     scale = 255.0 if images.dtype == torch.uint8 else 1.0
     out = []

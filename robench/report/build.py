@@ -48,14 +48,15 @@ def build_report(
     *,
     plots: bool = True,
     published: str | Path | None = PUBLISHED_CSV,
+    mce_reference: str | None = None,
 ) -> Report:
     """Gather every run and write the tables, plots (unless ``plots=False``) and pages.
 
     ``published``: the published-numbers CSV to compare with (None, or a missing default file:
-    no comparison).
+    no comparison). ``mce_reference``: a run id that normalises every run's mCE as well.
     """
     results_dir = Path(results_dir)
-    runs = gather_runs(results_dir)
+    runs = gather_runs(results_dir, mce_reference=mce_reference)
     if runs.empty:
         path = write_csv(pd.DataFrame(columns=runs.columns), results_dir / "leaderboard.csv")
         return Report(results_dir, runs, runs, files={"leaderboard, one row per recipe": path})

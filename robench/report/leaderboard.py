@@ -40,6 +40,15 @@ HEADLINE = {
     "corruption_error": MetricInfo("Corruption error (mean over corruptions x severities)", "%"),
     "mce_vs_baseline": MetricInfo("mCE vs the baseline run", "% of baseline"),
     "relative_mce_vs_baseline": MetricInfo("Relative mCE vs the baseline run", "% of baseline"),
+    "mce_vs_reference": MetricInfo("mCE vs the --mce-reference run", "% of reference"),
+    "relative_mce_vs_reference": MetricInfo(
+        "Relative mCE vs the --mce-reference run", "% of reference"
+    ),
+    "mce_alexnet": MetricInfo("ImageNet-C mCE (AlexNet-normalised)", "% of AlexNet"),
+    "relative_mce_alexnet": MetricInfo(
+        "ImageNet-C relative mCE (AlexNet-normalised)", "% of AlexNet"
+    ),
+    "rendition_error": MetricInfo("ImageNet-R error (200-class mask)", "%"),
     "rms_calibration_error": MetricInfo("RMS calibration error (clean)", "%"),
     "mfp": MetricInfo("Mean flip probability (CIFAR-P)", "%"),
     "pgd_error": MetricInfo("PGD error", "%"),

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from robench.errors import ConfigError
-from robench.evaluate.corruption import mce
+from robench.evaluate.corruption import alexnet_mce, mce
 from robench.io import atomic_write, hash_text
 from robench.runs import list_runs, read_metrics, runs_root
 
@@ -138,13 +138,16 @@ def sort_recipes(table: pd.DataFrame, extra: list[str] | None = None) -> pd.Data
     return ranked.sort_values([*keys, *(extra or [])]).drop(columns="_rank").reset_index(drop=True)
 
 
-def gather_runs(results_dir: str | Path = "results") -> pd.DataFrame:
-    """A table with one row per finished run under ``<results_dir>/runs``, with its mCE columns."""
+def gather_runs(
+    results_dir: str | Path = "results", *, mce_reference: str | None = None
+) -> pd.DataFrame:
+    """A table with one row per finished run under ``<results_dir>/runs``, with its mCE columns
+    (``mce_reference``: a run id that normalises every run, see :func:`add_mce`)."""
     rows = [run_row(doc) for doc in map(read_metrics, list_runs(results_dir)) if doc]
     if not rows:
         return pd.DataFrame(columns=ID_COLUMNS)
     table = sort_recipes(pd.DataFrame(rows), ["seed"])
-    return add_mce(table, results_dir)
+    return add_mce(table, results_dir, reference=mce_reference)
 
 
 def corruption_errors(results_dir: str | Path, run_id: str) -> pd.DataFrame | None:
@@ -153,37 +156,66 @@ def corruption_errors(results_dir: str | Path, run_id: str) -> pd.DataFrame | No
     return pd.read_csv(path) if path.is_file() else None
 
 
-def add_mce(runs: pd.DataFrame, results_dir: str | Path) -> pd.DataFrame:
-    """``mce_vs_baseline`` and ``relative_mce_vs_baseline`` (%) for every run that has a
-    ``baseline`` run of the same base recipe and seed evaluated on the same corruptions.
+def add_mce(
+    runs: pd.DataFrame, results_dir: str | Path, *, reference: str | None = None
+) -> pd.DataFrame:
+    """The mCE columns (%), the ImageNet-C formulas (evaluators spec §6) with three references:
 
-    The ImageNet-C formulas (evaluators spec §6) with that baseline run in AlexNet's place: 100
-    means "as robust as the baseline". NaN where no such reference exists.
+    * ``mce_vs_baseline`` / ``relative_mce_vs_baseline``: the ``baseline`` run of the same base
+      recipe and seed, evaluated on the same corruptions, in AlexNet's place (100 = as robust
+      as the baseline);
+    * ``mce_vs_reference`` / ``relative_mce_vs_reference`` (only when ``reference``, a run id,
+      is given): that one run for every run evaluated on the same (corruption, severity) pairs;
+    * ``relative_mce_alexnet`` next to the metric's own ``mce_alexnet`` (ImageNet-C runs): AlexNet.
+
+    NaN where the reference is missing or not comparable.
     """
     out = runs.assign(mce_vs_baseline=np.nan, relative_mce_vs_baseline=np.nan)
     refs = runs[runs["method"] == REFERENCE_METHOD]
     for i, run in runs.iterrows():
         ref = refs[(refs["base_recipe"] == run["base_recipe"]) & (refs["seed"] == run["seed"])]
-        errors = corruption_errors(results_dir, run["run_id"])
-        if len(ref) != 1 or errors is None:
-            continue
-        ref_errors = corruption_errors(results_dir, ref["run_id"].iloc[0])
-        if ref_errors is None:
-            continue
-        try:
-            numbers = mce(
-                errors,
-                ref_errors,
-                clean_error=run.get("clean_error", np.nan),
-                reference_clean_error=ref["clean_error"].iloc[0]
-                if "clean_error" in ref
-                else np.nan,
+        if len(ref) == 1:
+            numbers = _mce_against(run, ref.iloc[0], results_dir)
+            out.loc[i, ["mce_vs_baseline", "relative_mce_vs_baseline"]] = numbers
+    if reference is not None:
+        chosen = runs[runs["run_id"] == reference]
+        if len(chosen) != 1:
+            raise ConfigError(
+                f"mCE reference run {reference!r} is not a finished run under "
+                f"{runs_root(results_dir)}; give one of its run ids"
             )
-        except ConfigError:  # the reference lacks some (corruption, severity): not comparable
-            continue
-        out.loc[i, "mce_vs_baseline"] = numbers["mce"]
-        out.loc[i, "relative_mce_vs_baseline"] = numbers["relative_mce"]
+        out = out.assign(mce_vs_reference=np.nan, relative_mce_vs_reference=np.nan)
+        for i, run in runs.iterrows():
+            numbers = _mce_against(run, chosen.iloc[0], results_dir)
+            out.loc[i, ["mce_vs_reference", "relative_mce_vs_reference"]] = numbers
+    if "mce_alexnet" in runs:
+        out = out.assign(relative_mce_alexnet=np.nan)
+        for i, run in runs[runs["mce_alexnet"].notna()].iterrows():
+            errors = corruption_errors(results_dir, run["run_id"])
+            if errors is not None:
+                clean = run.get("clean_error", np.nan)
+                out.loc[i, "relative_mce_alexnet"] = alexnet_mce(errors, clean_error=clean)[
+                    "relative_mce"
+                ]
     return out
+
+
+def _mce_against(run: pd.Series, ref: pd.Series, results_dir: str | Path) -> tuple[float, float]:
+    """(mCE, relative mCE) of ``run`` normalised by run ``ref``; NaN when not comparable."""
+    errors = corruption_errors(results_dir, run["run_id"])
+    ref_errors = corruption_errors(results_dir, ref["run_id"])
+    if errors is None or ref_errors is None:
+        return np.nan, np.nan
+    try:
+        numbers = mce(
+            errors,
+            ref_errors,
+            clean_error=run.get("clean_error", np.nan),
+            reference_clean_error=ref.get("clean_error", np.nan),
+        )
+    except ConfigError:  # the reference lacks some (corruption, severity): not comparable
+        return np.nan, np.nan
+    return numbers["mce"], numbers["relative_mce"]
 
 
 #: per-run columns that describe the run rather than measure it

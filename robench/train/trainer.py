@@ -5,6 +5,11 @@ global torch RNG (dropout) are seeded from (seed, epoch, index or step), never f
 state, so a run resumed from any checkpoint (end of an epoch, or mid-epoch: every
 ``checkpoint_every_steps`` steps, every ``checkpoint_minutes``, and on SIGINT/SIGTERM) repeats an
 uninterrupted run bit for bit on the CPU, whatever the number of DataLoader workers.
+
+Under torchrun (see :mod:`robench.train.distributed`) ``cfg.batch_size`` is the global batch:
+rank ``r`` trains on the ``r``-th contiguous slice of each global batch of that same order, the
+per-step draws add the rank to their seed (independent augmentations across ranks), and the
+checkpoint stores global step and sums, so a run resumes under any world size.
 """
 
 from __future__ import annotations
@@ -24,15 +29,18 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from robench.augment.base import Augmentation
 from robench.config import TrainConfig
 from robench.data import ImageData
-from robench.errors import Interrupted, RobenchError
+from robench.data.folders import FolderImages
+from robench.errors import ConfigError, Interrupted, RobenchError
 from robench.io import atomic_write
 from robench.runs import load_checkpoint, save_checkpoint
+from robench.train import distributed
 
 # Tags that keep the seed streams of different purposes apart.
 _SHUFFLE, _SAMPLE, _STEP, _TORCH = 1, 2, 3, 4
@@ -66,10 +74,17 @@ def cosine_factor(step: int, total: int, lr: float, lr_min: float) -> float:
 
 
 class AugmentedImages(Dataset):
-    """Applies a plugin's per-sample stage with a generator seeded by (seed, epoch, index)."""
+    """Applies a plugin's per-sample stage with a generator seeded by (seed, epoch, index).
+
+    Images come from the in-memory uint8 set, or, for a set on disk (``data.on_disk``), are
+    decoded with RandomResizedCrop + flip drawn from that same generator first. A plugin without
+    a per-sample stage then gets the uint8 crop as its single view (its batch stage follows).
+    """
 
     def __init__(self, data: ImageData, plugin: Augmentation, seed: int) -> None:
-        self.images = data.images.permute(0, 2, 3, 1).numpy()  # uint8 HWC, as PIL sees it
+        self.files = data.images if isinstance(data.images, FolderImages) else None
+        # uint8 HWC, as PIL sees it
+        self.images = None if self.files is not None else data.images.permute(0, 2, 3, 1).numpy()
         self.labels = data.labels
         self.plugin = plugin
         self.seed = seed
@@ -80,7 +95,11 @@ class AugmentedImages(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         rng = np.random.default_rng([self.seed, _SAMPLE, self.epoch, index])
-        views = self.plugin.sample(self.images[index], rng)
+        files = self.files
+        image = self.images[index] if files is None else files.train_image(index, rng)
+        if not self.plugin.has_sample:  # uint8 (1, 3, H, W): a quarter of the float bytes
+            return torch.from_numpy(image.transpose(2, 0, 1).copy())[None], self.labels[index]
+        views = self.plugin.sample(image, rng)
         return torch.from_numpy(views), self.labels[index]
 
 
@@ -125,16 +144,25 @@ class Trainer:
         progress: bool = True,
         detect_anomaly: bool = False,
     ) -> None:
-        self.device = resolve_device(cfg.device)
+        self.world = distributed.world()
+        self.device = distributed.rank_device(resolve_device(cfg.device))
         self.amp = use_amp(cfg.amp, self.device)
         self.cfg, self.plugin, self.data, self.seed = cfg, plugin, data, seed
-        self.checkpoint, self.log_csv, self.progress = checkpoint, log_csv, progress
+        self.checkpoint, self.log_csv = checkpoint, log_csv
+        self.progress = progress and self.world.main
         self.detect_anomaly = detect_anomaly
         memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.memory_format = memory_format
+        if self.world.size > 1:
+            self._check_shardable(len(data))
+            model = distributed.sync_batch_norm(model, self.device)
         self.model = model.to(self.device, memory_format=memory_format)
-        # what the steps call: the model itself, or its torch.compile'd form (same weights)
-        self.forward = torch.compile(self.model) if cfg.compile else self.model
+        net: torch.nn.Module = self.model
+        if self.world.size > 1:  # gradient all-reduce; starts from rank 0's weights and buffers
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            net = DistributedDataParallel(self.model, device_ids=ids)
+        # what the steps call: the model (or its DDP wrapper), or its torch.compile'd form
+        self.forward = torch.compile(net) if cfg.compile else net
         self.steps_per_epoch = math.ceil(len(data) / cfg.batch_size)
         self.total_steps = cfg.epochs * self.steps_per_epoch
         self.optimizer = torch.optim.SGD(
@@ -152,10 +180,23 @@ class Trainer:
         self.history: list[EpochStats] = []
         self._stop_requested = False
         self._last_save = time.monotonic()
-        self._dataset = AugmentedImages(data, plugin, seed) if plugin.has_sample else None
+        # the per-sample path: a plugin's sample stage, or decoding a set that is on disk
+        per_sample = plugin.has_sample or data.on_disk
+        self._dataset = AugmentedImages(data, plugin, seed) if per_sample else None
         if self._dataset is None:  # the batch path: hold the uint8 set on the training device
             self.images = data.images.to(self.device)
             self.labels = data.labels.to(self.device)
+
+    def _check_shardable(self, n: int) -> None:
+        """Every rank needs at least one image of every global batch (BatchNorm, DDP)."""
+        size, batch = self.world.size, self.cfg.batch_size
+        last = n % batch or batch
+        if min(batch, last) < size:
+            raise ConfigError(
+                f"{size} ranks cannot share global batches of {min(batch, last)} images "
+                f"(train.batch_size = {batch}, {n} training images): use fewer processes or "
+                "change train.batch_size"
+            )
 
     # -- checkpoints -----------------------------------------------------------------------
     def state(self, epoch: int, partial: Partial) -> dict[str, Any]:
@@ -177,13 +218,15 @@ class Trainer:
                 f"last good checkpoint is kept at {self.checkpoint}; lower train.lr or check "
                 "the data"
             )
-        save_checkpoint(self.checkpoint, self.state(epoch, partial))
+        if self.world.main:
+            save_checkpoint(self.checkpoint, self.state(epoch, partial))
+        distributed.barrier()  # no rank goes on (or stops) before the checkpoint is written
         self._last_save = time.monotonic()
 
     def resume(self) -> int:
         """Load the last checkpoint; returns the number of epochs already done (a mid-epoch
         checkpoint continues that epoch at its next step)."""
-        state = load_checkpoint(self.checkpoint)
+        state = distributed.on_main(lambda: load_checkpoint(self.checkpoint))
         try:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
@@ -208,23 +251,32 @@ class Trainer:
         from step ``first_step`` of the epoch on."""
         order = self._order(epoch)[first_step * self.cfg.batch_size :]
         if self._dataset is None:
-            order = order.to(self.device)
-            for start in range(0, len(order), self.cfg.batch_size):
-                idx = order[start : start + self.cfg.batch_size]
+            order = order.to(self.device)  # one copy an epoch: no host synchronisation per step
+        size = self.cfg.batch_size
+        parts = [self._my_part(order[start : start + size]) for start in range(0, len(order), size)]
+        if self._dataset is None:
+            for idx in parts:
                 yield self.images[idx].float().div_(255), self.labels[idx]
             return
         self._dataset.epoch = epoch
         loader = DataLoader(
             self._dataset,
-            batch_size=self.cfg.batch_size,
-            sampler=order.tolist(),
+            batch_sampler=[idx.tolist() for idx in parts],
             num_workers=self.cfg.workers,
             worker_init_fn=_worker_init if self.cfg.workers else None,
             pin_memory=self.device.type == "cuda",
         )
         for views, y in loader:  # views: (B, V, 3, H, W)
             x = views.transpose(0, 1).reshape(-1, *views.shape[2:])
-            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            x = x.to(self.device, non_blocking=True)
+            if x.dtype == torch.uint8:  # decoded images for the batch stage: to [0, 1] there
+                x = x.float().div_(255)
+            yield x, y.to(self.device, non_blocking=True)
+
+    def _my_part(self, batch: torch.Tensor) -> torch.Tensor:
+        """This rank's contiguous slice of a global batch (all of it in a single process)."""
+        lo, hi = distributed.shard_bounds(len(batch), self.world.rank, self.world.size)
+        return batch[lo:hi]
 
     # -- training --------------------------------------------------------------------------
     def _loss(self, x: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -244,9 +296,12 @@ class Trainer:
     def train_epoch(self, epoch: int, partial: Partial) -> EpochStats:
         """Train one epoch from step ``partial.step`` (0 unless resuming mid-epoch)."""
         self.model.train()
-        loss_sum = torch.tensor(partial.loss_sum, device=self.device)
-        wrong_sum = torch.tensor(partial.wrong_sum, device=self.device)
-        seen = partial.seen
+        # the checkpoint's sums are global: rank 0 carries them, the others add from zero
+        carried = partial if self.world.main else Partial()
+        loss_sum = torch.tensor(carried.loss_sum, device=self.device)
+        wrong_sum = torch.tensor(carried.wrong_sum, device=self.device)
+        seen = carried.seen
+        rank = (self.world.rank,) if self.world.size > 1 else ()
         start = time.perf_counter() - partial.seconds
         bar = tqdm(
             self._batches(epoch, partial.step),
@@ -259,15 +314,16 @@ class Trainer:
         )
         with torch.autograd.set_detect_anomaly(self.detect_anomaly):
             for step, (x, y) in enumerate(bar, start=partial.step):
-                torch.manual_seed(_seed(self.seed, _TORCH, epoch, step))  # dropout, any torch draw
-                rng = np.random.default_rng([self.seed, _STEP, epoch, step])
+                # dropout, any torch draw; per rank under torchrun
+                torch.manual_seed(_seed(self.seed, _TORCH, epoch, step, *rank))
+                rng = np.random.default_rng([self.seed, _STEP, epoch, step, *rank])
                 if self.plugin.has_batch:
                     x, targets = self.plugin.batch(x, y, rng)
                 else:
                     targets = y
                 loss, wrong = self._loss(x, targets)
                 self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                self._scaled(loss, len(y), step).backward()
                 self.optimizer.step()
                 self.scheduler.step()
                 loss_sum += loss.detach() * len(y)
@@ -277,30 +333,45 @@ class Trainer:
                 if step % 20 == 0 or last:
                     self._check_finite(loss_sum, epoch, step)
                     bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}")
-                if not last and self._checkpoint_due(step):
+                if not last and distributed.any_rank(self._checkpoint_due(step)):
                     self._check_finite(loss_sum, epoch, step)
-                    done = Partial(
-                        step + 1,
-                        loss_sum.item(),
-                        int(wrong_sum.item()),
-                        seen,
-                        time.perf_counter() - start,
-                    )
+                    totals = self._totals(loss_sum, wrong_sum, seen)
+                    done = Partial(step + 1, *totals, time.perf_counter() - start)
                     self.save(epoch, done)
-                    if self._stop_requested:
+                    if distributed.any_rank(self._stop_requested):
                         raise Interrupted(
                             f"interrupted at epoch {epoch + 1}, step {step + 1}; the checkpoint "
                             f"{self.checkpoint} is saved: rerun with --resume to continue"
                         )
         seconds = time.perf_counter() - start
+        loss_total, wrong_total, seen = self._totals(loss_sum, wrong_sum, seen)
         return EpochStats(
             epoch=epoch + 1,
             lr=self.optimizer.param_groups[0]["lr"],
-            train_loss=loss_sum.item() / seen,
-            train_error=100.0 * wrong_sum.item() / seen,
+            train_loss=loss_total / seen,
+            train_error=100.0 * wrong_total / seen,
             seconds=seconds,
             images_per_s=seen / seconds,
         )
+
+    def _scaled(self, loss: torch.Tensor, n: int, step: int) -> torch.Tensor:
+        """The loss whose DDP-averaged gradient is that of the global batch mean: each rank's
+        mean weighted by its share ``n / global`` (times the world size, which DDP divides by)."""
+        if self.world.size == 1:
+            return loss
+        n_global = min(self.cfg.batch_size, len(self.data) - step * self.cfg.batch_size)
+        return loss * (n * self.world.size / n_global)
+
+    def _totals(
+        self, loss_sum: torch.Tensor, wrong_sum: torch.Tensor, seen: int
+    ) -> tuple[float, int, int]:
+        """(loss sum, wrong count, images seen) over all ranks."""
+        if self.world.size == 1:
+            return loss_sum.item(), int(wrong_sum.item()), seen
+        local = torch.stack([loss_sum.double(), wrong_sum.double()])
+        local = torch.cat([local, local.new_tensor([seen])])
+        loss_total, wrong_total, seen_total = distributed.all_reduce_sum(local).tolist()
+        return loss_total, round(wrong_total), round(seen_total)
 
     def _checkpoint_due(self, step: int) -> bool:
         every = self.cfg.checkpoint_every_steps
@@ -329,7 +400,8 @@ class Trainer:
                 self.partial = Partial()
                 self.history.append(stats)
                 self.save(epoch + 1, self.partial)
-                self._write_log()
+                if self.world.main:
+                    self._write_log()
                 if self.progress:
                     tqdm.write(
                         f"epoch {stats.epoch}/{self.cfg.epochs}: loss {stats.train_loss:.4f}, "

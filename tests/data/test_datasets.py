@@ -385,7 +385,7 @@ def test_imagefolder_without_split_folders_serves_every_split(tmp_path: Path) ->
 
 def test_imagefolder_with_only_a_train_folder_has_no_test_split(tmp_path: Path) -> None:
     write_png_folder(tmp_path / "half" / "train", png_set(3))
-    assert "no test/ split folder" in data_error(f"imagefolder:{tmp_path / 'half'}", "test")
+    assert "no test/ or val/ split folder" in data_error(f"imagefolder:{tmp_path / 'half'}", "test")
 
 
 def test_imagefolder_subset_equals_the_same_subset_of_arrays(tmp_path: Path) -> None:
