@@ -38,10 +38,12 @@ from robench.augment.ops import IPMIX_ALL_OPS, IPMIX_OPS, random_op
 from robench.augment.tensor_ops import (
     TENSOR_MIXINGS,
     TENSOR_QUANTIZERS,
+    MixGroups,
     mix_chains,
     random_ops_,
     to_float,
     torch_generator,
+    upload,
 )
 from robench.augment.views import MixViews
 from robench.errors import ConfigError
@@ -195,7 +197,6 @@ class IPMix(MixViews):
         """All k chains of all images at once (chain-major); step s advances the chains longer
         than s: image-level ones by one random op, patch-level ones by one patch step."""
         assert mixing is not None  # MixViews always draws one: mixing_set is set
-        n = len(x)
         chains = x.repeat(self.k, 1, 1, 1)
         patch, steps = sample_chains(self.t, self.min_chain_length, rng, len(chains))
         gen = torch_generator(rng, x.device)
@@ -204,55 +205,49 @@ class IPMix(MixViews):
             random_ops_(chains, np.flatnonzero(active & ~patch), self.ops, self.severity, rng)
             rows = np.flatnonzero(active & patch)
             if rows.size:
-                idx = torch.from_numpy(rows).to(x.device)
-                sources = torch.from_numpy(rows % n).to(x.device)  # the chains' image
-                y = self.patch_steps(
-                    chains.index_select(0, idx),
-                    x.index_select(0, sources),
-                    mixing.index_select(0, sources),
-                    rng,
-                    gen,
-                )
-                chains.index_copy_(0, idx, y)
+                self.patch_steps_(chains, rows, x, mixing, rng, gen)
         return mix_chains(x, chains.view(self.k, *x.shape), 1.0, rng)
 
-    def patch_steps(
+    def patch_steps_(
         self,
-        y: torch.Tensor,
+        chains: torch.Tensor,
+        rows: np.ndarray,
         x: torch.Tensor,
         mixing: torch.Tensor,
         rng: np.random.Generator,
         gen: torch.Generator,
-    ) -> torch.Tensor:
-        """:meth:`patch_step` for a uint8 batch of chain states ``y`` (their inputs ``x``, their
-        pictures ``mixing``), each image with its own side, operator, source and box. The
-        operators are pointwise, so each runs on whole images and only the box is kept."""
-        m, device = len(y), y.device
+    ) -> None:
+        """:meth:`patch_step` for the chain states ``chains[rows]``, in place (uint8; chain i is
+        of image ``i % len(x)``, with input ``x`` and picture ``mixing`` of that image), each
+        with its own side, operator, source and box. All draws are made on the host first;
+        the chains are then gathered sorted by operator (one upload for indices, boxes and
+        operator parameters), every operator runs on whole images (they are pointwise) and only
+        the box is written back."""
+        m, device = len(rows), chains.device
+        sources = rows % len(x)
         sizes = np.asarray(self.patch_sizes)[rng.integers(len(self.patch_sizes), size=m)]
         op = rng.integers(len(IPMIX_MIXINGS), size=m)
+        pictures = None
         if self.p_source == "mixing_or_op":
-            mixing = mixing.clone()
+            (chosen,) = upload([sources], device)
+            pictures = mixing.index_select(0, chosen)
             use_op = np.flatnonzero(rng.random(m) <= 0.5)
-            random_ops_(mixing, use_op, self.ops, self.severity, rng, src=x)
-        boxes = patch_boxes(y.shape[2], y.shape[3], sizes, rng)
-        top, left, h, w = (torch.from_numpy(v).to(device) for v in boxes)
-        rows = torch.arange(y.shape[2], device=device)
-        cols = torch.arange(y.shape[3], device=device)
-        in_rows = (rows >= top[:, None]) & (rows < (top + h)[:, None])
-        in_cols = (cols >= left[:, None]) & (cols < (left + w)[:, None])
-        box = (in_rows[:, :, None] & in_cols[:, None, :])[:, None]
+            random_ops_(pictures, use_op, self.ops, self.severity, rng, x.index_select(0, chosen))
+        top, left, h, w = (v[:, None] for v in patch_boxes(*chains.shape[2:], sizes, rng))
+        order = np.argsort(op, kind="stable")
+        parts = np.bincount(op, minlength=len(IPMIX_MIXINGS)).tolist()
+        mixes = [TENSOR_MIXINGS[mix] for mix in IPMIX_MIXINGS]
+        groups = MixGroups.draw(mixes, parts, self.beta, rng)
+        ys, xs = np.arange(chains.shape[2]), np.arange(chains.shape[3])
+        host = [rows[order], sources[order] if pictures is None else order]
+        host += [((ys >= top) & (ys < top + h))[order], ((xs >= left) & (xs < left + w))[order]]
+        idx, picked, in_rows, in_cols, *params = upload(host + groups.host(), device)
+        state = chains.index_select(0, idx)
+        other = (mixing if pictures is None else pictures).index_select(0, picked)
+        mixed = groups.apply(to_float(state), to_float(other), params, gen)
+        box = in_rows[:, None, :, None] & in_cols[:, None, None, :]
         quantize = TENSOR_QUANTIZERS[QUANTIZERS[self.quantize]]
-        out = y.clone()
-        for j, mix in enumerate(IPMIX_MIXINGS):
-            sel = torch.from_numpy(np.flatnonzero(op == j)).to(device)
-            if not len(sel):
-                continue
-            state = y.index_select(0, sel)
-            mixed = TENSOR_MIXINGS[mix](
-                to_float(state), to_float(mixing.index_select(0, sel)), self.beta, rng, gen
-            )
-            out.index_copy_(0, sel, torch.where(box.index_select(0, sel), quantize(mixed), state))
-        return out
+        chains.index_copy_(0, idx, torch.where(box, quantize(mixed), state))
 
     def describe(self) -> dict[str, Any]:
         return super().describe() | {

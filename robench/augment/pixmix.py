@@ -10,7 +10,14 @@ import torch
 from robench.augment.base import AUGMENTATIONS, to_float_chw
 from robench.augment.mixing_ops import PIXMIX_MIXINGS
 from robench.augment.ops import AUGMIX_ALL_OPS, AUGMIX_OPS, random_op
-from robench.augment.tensor_ops import TENSOR_MIXINGS, random_ops_, to_float, torch_generator
+from robench.augment.tensor_ops import (
+    TENSOR_MIXINGS,
+    MixGroups,
+    random_ops_,
+    to_float,
+    torch_generator,
+    upload,
+)
 from robench.augment.views import MixViews
 from robench.errors import ConfigError
 
@@ -95,14 +102,21 @@ class PixMix(MixViews):
         random_ops_(sources, np.flatnonzero(augmented), self.ops, self.severity, rng, copies)
         mixed = to_float(sources[:n])
         gen = torch_generator(rng, device)
+        mixes = [TENSOR_MIXINGS[mix] for mix in PIXMIX_MIXINGS]
         for r in range(self.k):
             rows = np.flatnonzero(rounds > r)
-            op = rng.integers(len(PIXMIX_MIXINGS), size=len(rows))
-            for j, mix in enumerate(PIXMIX_MIXINGS):
-                sel = torch.from_numpy(rows[op == j]).to(device)
-                other = to_float(sources.index_select(0, sel + (r + 1) * n))
-                out = TENSOR_MIXINGS[mix](mixed.index_select(0, sel), other, self.beta, rng, gen)
-                mixed.index_copy_(0, sel, out.clamp_(0, 1))
+            if not rows.size:
+                break  # no image has more rounds (and nothing is drawn for none)
+            op = rng.integers(len(mixes), size=len(rows))
+            # the round's images sorted by operator: one upload, one gather, one write-back
+            order = rows[np.argsort(op, kind="stable")]
+            groups = MixGroups.draw(
+                mixes, np.bincount(op, minlength=len(mixes)).tolist(), self.beta, rng
+            )
+            idx, other_idx, *params = upload([order, order + (r + 1) * n, *groups.host()], device)
+            other = to_float(sources.index_select(0, other_idx))
+            out = groups.apply(mixed.index_select(0, idx), other, params, gen)
+            mixed.index_copy_(0, idx, out.clamp_(0, 1))
         return mixed
 
     def describe(self) -> dict[str, Any]:

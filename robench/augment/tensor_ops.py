@@ -8,6 +8,12 @@ drawn per image from the numpy generator handed in (vectorised, with the distrib
 consume the stream in the same order, which the tests use to compare on identical parameters);
 per-pixel masks come from a torch generator seeded from it.
 
+Nothing here waits for the device: every draw is made on the host first, the parameters and row
+indices a call needs go to the device together in one non-blocking :func:`upload`, sizes are
+known on the host (no boolean-mask indexing, ``nonzero`` or ``.item()``), and constant tensors
+are made once per device. Images are grouped by op kind (and mixing operator), so a batch costs
+a few dozen kernels per chain step, not one per op or image.
+
 How each op reproduces PIL 13.0 (differences measured on 3,000 CIFAR-10 test images with the
 parameters PIL draws; ``tests/augment/test_batched_equivalence.py`` asserts the right column
 on 64 images, at severities 3 and 10):
@@ -61,6 +67,47 @@ from robench.augment import mixing_ops, ops
 #: per-image parameters of one op: (severity, rng, n images, (H, W)) -> array with n rows
 Draw = Callable[[float, np.random.Generator, int, tuple[int, int]], np.ndarray]
 
+# --- host -> device --------------------------------------------------------------------------
+
+
+def upload(arrays: Sequence[np.ndarray], device: torch.device) -> list[torch.Tensor]:
+    """Host arrays -> tensors on ``device`` in one copy that never waits for the device.
+
+    A plain ``torch.from_numpy(a).to("cuda")`` synchronises the stream (the host stalls until
+    all queued GPU work is done), once per array. Here the arrays are packed, 8-byte aligned,
+    into one (pinned, on CUDA) byte buffer, sent with one non-blocking copy and viewed back
+    with their dtypes and shapes, so a batch's parameters cost one transfer and no sync."""
+    arrays = [np.ascontiguousarray(a) for a in arrays]
+    offsets = np.cumsum([0] + [-(-a.nbytes // 8) * 8 for a in arrays])
+    pinned = device.type == "cuda"
+    host = torch.empty(int(offsets[-1]), dtype=torch.uint8, pin_memory=pinned)
+    buffer = host.numpy()
+    for a, start in zip(arrays, offsets, strict=False):
+        buffer[start : start + a.nbytes] = a.reshape(-1).view(np.uint8)
+    sent = host.to(device, non_blocking=pinned)
+    typed: dict[torch.dtype, torch.Tensor] = {}  # the buffer viewed as each dtype, once
+    out = []
+    for a, start in zip(arrays, offsets, strict=False):
+        dtype = _TORCH_DTYPES[a.dtype]
+        if dtype not in typed:
+            typed[dtype] = sent.view(dtype)
+        flat = typed[dtype][start // a.itemsize : start // a.itemsize + a.size]
+        out.append(flat if a.ndim == 1 else flat.view(a.shape))
+    return out
+
+
+_TORCH_DTYPES = {
+    np.dtype(t): torch.from_numpy(np.empty(0, t)).dtype
+    for t in (np.bool_, np.uint8, np.int32, np.int64, np.float32, np.float64)
+}
+
+
+@functools.cache
+def arange(n: int, device: torch.device, dtype: torch.dtype = torch.int64) -> torch.Tensor:
+    """A constant ``arange`` per device, made once (never written to)."""
+    return torch.arange(n, device=device, dtype=dtype)
+
+
 # --- per-image magnitudes, vectorised (the ops.py helpers, one value per image) ----------------
 
 
@@ -85,16 +132,19 @@ def flt_par(lev: np.ndarray, vmax: float) -> np.ndarray:
 
 # --- look-up tables ------------------------------------------------------------------------------
 
-IDENTITY = torch.arange(256)
-
 
 def histograms(x: torch.Tensor) -> torch.Tensor:
     """uint8 (n, 3, H, W) -> int32 (n, 3, 256): one histogram per image channel."""
     rows = x.shape[0] * x.shape[1]
     index = x.reshape(rows, -1).long()
-    ones = torch.ones(1, dtype=torch.int32, device=x.device).expand_as(index)
+    ones = _ones_int32(x.device).expand_as(index)
     h = torch.zeros(rows, 256, dtype=torch.int32, device=x.device).scatter_add_(1, index, ones)
     return h.reshape(*x.shape[:2], 256)
+
+
+@functools.cache
+def _ones_int32(device: torch.device) -> torch.Tensor:
+    return torch.ones(1, dtype=torch.int32, device=device)
 
 
 def apply_lut(x: torch.Tensor, lut: torch.Tensor) -> torch.Tensor:
@@ -103,54 +153,47 @@ def apply_lut(x: torch.Tensor, lut: torch.Tensor) -> torch.Tensor:
     return lut.gather(2, x.reshape(n, c, -1).long()).reshape(x.shape)
 
 
-def _identity(x: torch.Tensor) -> torch.Tensor:
-    return IDENTITY.to(x.device)
-
-
-def equalize_lut(x: torch.Tensor) -> torch.Tensor:
-    """``ImageOps.equalize``: step = (pixels - count of the top value) // 255, then
-    lut[i] = (step // 2 + pixels below i) // step, identity when step is 0, clipped to 255."""
-    h = histograms(x).long()
-    top = 255 - (h.flip(-1) > 0).long().argmax(-1, keepdim=True)
-    step = (h.sum(-1, keepdim=True) - h.gather(-1, top)) // 255
-    below = h.cumsum(-1) - h
+def equalize_lut(h: torch.Tensor, params: None = None) -> torch.Tensor:
+    """``ImageOps.equalize`` from :func:`histograms` ``h``: step = (pixels - count of the top
+    value) // 255, then lut[i] = (step // 2 + pixels below i) // step, identity when step is 0,
+    clipped to 255."""
+    cum = h.cumsum(-1)  # int64
+    top = (cum < cum[..., -1:]).sum(-1, keepdim=True)  # the highest value present
+    step = (cum[..., -1:] - h.gather(-1, top)) // 255
+    below = cum - h
     lut = (step // 2 + below) // step.clamp(min=1)
-    return torch.where(step > 0, lut, _identity(x)).clamp(max=255).to(torch.uint8)
+    return torch.where(step > 0, lut, arange(256, h.device)).clamp(max=255).to(torch.uint8)
 
 
-def autocontrast_lut(x: torch.Tensor, cutoff: np.ndarray | None = None) -> torch.Tensor:
-    """``ImageOps.autocontrast(img, cutoff)``: drop ``cutoff`` % of the pixels at each end of
-    every channel's histogram, then stretch [lo, hi] to [0, 255] with PIL's float formula."""
-    h = histograms(x)
-    if cutoff is None:
-        cut = torch.zeros(len(x), 1, 1, dtype=torch.long, device=x.device)
-    else:  # PIL: int(n * cutoff // 100), Python float floor division (np.floor_divide is it)
-        pixels = x.shape[2] * x.shape[3]
-        cut_np = np.floor_divide(pixels * np.asarray(cutoff, np.float64), 100).astype(np.int64)
-        cut = torch.from_numpy(cut_np).to(x.device)[:, None, None]
+def autocontrast_lut(h: torch.Tensor, cut: torch.Tensor | None = None) -> torch.Tensor:
+    """``ImageOps.autocontrast(img, cutoff)`` from :func:`histograms` ``h``: drop ``cut``
+    pixels (int64 (n,), see :func:`_cutoff`; None: none) at each end of every channel's
+    histogram, then stretch [lo, hi] to [0, 255] with PIL's float formula."""
+    cut = 0 if cut is None else cut.view(-1, 1, 1)
     lo = (h.cumsum(-1) <= cut).sum(-1, keepdim=True)
     hi = 255 - (h.flip(-1).cumsum(-1) <= cut).sum(-1, keepdim=True)
     # a tensor numerator: ``255.0 / t`` would multiply by a rounded reciprocal, unlike Python
     scale = torch.full_like(lo, 255, dtype=torch.float64) / (hi - lo).clamp(min=1)
-    ix = _identity(x).double()
+    ix = arange(256, h.device, torch.float64)
     lut = torch.trunc(ix * scale + -lo.double() * scale).clamp(0, 255).long()
-    return torch.where(hi > lo, lut, _identity(x)).to(torch.uint8)
+    return torch.where(hi > lo, lut, arange(256, h.device)).to(torch.uint8)
 
 
-def _per_channel(table: torch.Tensor) -> torch.Tensor:
-    """One uint8 table (n, 256) for each of the 3 channels."""
-    return table.to(torch.uint8)[:, None].expand(-1, 3, -1)
+_IDENTITY = np.arange(256)
 
 
-def posterize_lut(bits: np.ndarray, device: torch.device) -> torch.Tensor:
-    mask = torch.from_numpy(~(2 ** (8 - bits) - 1) & 0xFF).to(device)
-    return _per_channel(IDENTITY.to(device) & mask[:, None])
+def posterize_table(bits: np.ndarray, n: int) -> np.ndarray:
+    """Host uint8 tables (n, 256): keep the top ``bits`` bits."""
+    return (_IDENTITY & (~(2 ** (8 - bits) - 1) & 0xFF)[:, None]).astype(np.uint8)
 
 
-def solarize_lut(threshold: np.ndarray, device: torch.device) -> torch.Tensor:
-    ix = IDENTITY.to(device)
-    thr = torch.from_numpy(threshold).to(device)[:, None]
-    return _per_channel(torch.where(ix >= thr, 255 - ix, ix))
+def solarize_table(threshold: np.ndarray, n: int) -> np.ndarray:
+    """Host uint8 tables (n, 256): invert the values at or above ``threshold``."""
+    return np.where(threshold[:, None] <= _IDENTITY, 255 - _IDENTITY, _IDENTITY).astype(np.uint8)
+
+
+def invert_table(params: None, n: int) -> np.ndarray:
+    return np.broadcast_to((255 - _IDENTITY).astype(np.uint8), (n, 256))
 
 
 # --- affine (rotate, shear, translate) -----------------------------------------------------------
@@ -167,40 +210,65 @@ def rotation_coeffs(degrees: float, width: int, height: int) -> tuple[float, ...
     return (a, b, a * -cx + b * -cy + 0.0 + cx, d, e, d * -cx + e * -cy + 0.0 + cy)
 
 
-def affine(x: torch.Tensor, coeffs: np.ndarray) -> torch.Tensor:
-    """uint8 (n, 3, H, W), PIL affine coefficients (n, 6) -> uint8, as PIL's bilinear
+def affine_terms(coeffs: np.ndarray, height: int, width: int) -> np.ndarray:
+    """PIL affine coefficients (n, 6) -> the per-image terms of :func:`affine_apply` (6, n),
+    PIL's map in grid_sample's normalised coordinates u (pixel centre x' = W (u + 1) / 2):
+    gx = a u + (b r v + (a + b r + 2 c / W - 1)), gy = d / r u + (e v + (d / r + e + 2 f / H
+    - 1)), r = H / W. float64 on the host, the same IEEE operations as on the device."""
+    a, b, c, d, e, f = np.asarray(coeffs, np.float64).T
+    r = height / width
+    br, dr = b * r, d / r
+    return np.stack([a, br, a + br + 2 * c / width - 1, dr, e, dr + e + 2 * f / height - 1])
+
+
+def affine_apply(x: torch.Tensor, terms: torch.Tensor) -> torch.Tensor:
+    """uint8 (n, 3, H, W), :func:`affine_terms` on x's device -> uint8, as PIL's bilinear
     ``transform`` (see the module docstring), in float64 throughout."""
     height, width = x.shape[2:]
-    a, b, c, d, e, f = (
-        torch.from_numpy(np.asarray(coeffs, np.float64)).to(x.device).T[:, :, None, None]
-    )
-    # PIL's map in grid_sample's normalised coordinates u (pixel centre x' = W (u + 1) / 2)
-    r = height / width
-    u = (torch.arange(width, device=x.device, dtype=torch.float64) * 2 + 1) / width - 1
-    v = ((torch.arange(height, device=x.device, dtype=torch.float64) * 2 + 1) / height - 1)[:, None]
-    gx = a * u + (b * r * v + (a + b * r + 2 * c / width - 1))
-    gy = d / r * u + (e * v + (d / r + e + 2 * f / height - 1))
-    inside = ((gx >= -1) & (gx < 1) & (gy >= -1) & (gy < 1))[:, None]
-    grid = torch.stack([gx, gy], -1)
+    a, br, c0, dr, e, f0 = terms.view(6, -1, 1, 1)
+    u = _grid_axis(width, x.device)
+    v = _grid_axis(height, x.device).view(-1, 1)
+    grid = torch.stack([a * u + (br * v + c0), dr * u + (e * v + f0)], -1)
+    inside = ((grid >= -1) & (grid < 1)).all(-1).unsqueeze(1)
     out = F.grid_sample(
         x.double(), grid, mode="bilinear", padding_mode="border", align_corners=False
     )
     return out.add_(1e-9).to(torch.uint8).mul_(inside)  # the cast truncates (out >= 0)
 
 
-def shift(x: torch.Tensor, offsets: np.ndarray) -> torch.Tensor:
-    """uint8 (n, 3, H, W), integer (dx, dy) per image -> uint8: PIL's affine (1, 0, dx, 0, 1,
-    dy), whose sample points fall on pixel centres: out(x, y) = in(x + dx, y + dy), black
-    outside. One slice copy per distinct offset (at most 4 S / 3 + 1 of them)."""
-    out = torch.zeros_like(x)
-    height, width = x.shape[2:]
+@functools.cache
+def _grid_axis(size: int, device: torch.device) -> torch.Tensor:
+    """Pixel centres in grid_sample's normalised coordinates, float64 (size,)."""
+    return (torch.arange(size, device=device, dtype=torch.float64) * 2 + 1) / size - 1
+
+
+def shift_indices(offsets: np.ndarray, height: int, width: int) -> list[np.ndarray]:
+    """Integer (dx, dy) per image -> source rows (n, H) and columns (n, W), clipped, and
+    whether each is inside (bool, same shapes): what :func:`shift_apply` gathers."""
     offsets = np.asarray(offsets, np.int64)
-    for dx, dy in np.unique(offsets, axis=0):
-        rows = torch.from_numpy(np.flatnonzero((offsets == (dx, dy)).all(1))).to(x.device)
-        src = x[:, :, max(dy, 0) : height + min(dy, 0), max(dx, 0) : width + min(dx, 0)]
-        dst = out[:, :, max(-dy, 0) : height + min(-dy, 0), max(-dx, 0) : width + min(-dx, 0)]
-        dst.index_copy_(0, rows, src.index_select(0, rows))
-    return out
+    rows = np.arange(height) + offsets[:, 1:]
+    cols = np.arange(width) + offsets[:, :1]
+    return [
+        rows.clip(0, height - 1),
+        cols.clip(0, width - 1),
+        (rows >= 0) & (rows < height),
+        (cols >= 0) & (cols < width),
+    ]
+
+
+def shift_apply(
+    x: torch.Tensor,
+    rows: torch.Tensor,
+    cols: torch.Tensor,
+    row_in: torch.Tensor,
+    col_in: torch.Tensor,
+) -> torch.Tensor:
+    """PIL's affine (1, 0, dx, 0, 1, dy), whose sample points fall on pixel centres:
+    out(x, y) = in(x + dx, y + dy), black outside; two gathers and a mask, any offsets."""
+    n, c, h, w = x.shape
+    out = x.gather(2, rows.view(n, 1, h, 1).expand(n, c, h, w))
+    out = out.gather(3, cols.view(n, 1, 1, w).expand(n, c, h, w))
+    return out.mul_(row_in.view(n, 1, h, 1) & col_in.view(n, 1, 1, w))
 
 
 def rotate_coeffs(
@@ -240,35 +308,39 @@ def _translate(axis: int) -> Draw:
 # --- enhance ops: Image.blend(degenerate, image, factor) -----------------------------------------
 
 
-def blend(degenerate: torch.Tensor, x: torch.Tensor, factor: np.ndarray) -> torch.Tensor:
-    """``ImagingBlend``: float32 ``d + f (x - d)``, clipped, truncated."""
-    f = torch.from_numpy(np.asarray(factor, np.float32)).to(x.device)[:, None, None, None]
+def blend(degenerate: torch.Tensor, x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """``ImagingBlend``: float32 ``d + f (x - d)``, clipped, truncated (factor float32 (n,))."""
+    f = factor.view(-1, 1, 1, 1)
     d = degenerate.float()
     return (d + f * (x.float() - d)).clamp(0, 255).trunc().to(torch.uint8)
 
 
+@functools.cache
+def _grey_weights(device: torch.device) -> torch.Tensor:
+    return torch.tensor([19595, 38470, 7471], dtype=torch.int32, device=device)[:, None, None]
+
+
 def grey(x: torch.Tensor) -> torch.Tensor:
     """PIL's RGB -> L: ITU-R 601-2 in 16-bit fixed point, rounded; (n, 1, H, W) int32."""
-    w = torch.tensor([19595, 38470, 7471], dtype=torch.int32, device=x.device)[:, None, None]
-    return ((x.int() * w).sum(1, keepdim=True) + 0x8000) >> 16
+    return ((x.int() * _grey_weights(x.device)).sum(1, keepdim=True) + 0x8000) >> 16
 
 
-def color(x: torch.Tensor, factor: np.ndarray) -> torch.Tensor:
+def color(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     return blend(grey(x).expand_as(x), x, factor)
 
 
-def contrast(x: torch.Tensor, factor: np.ndarray) -> torch.Tensor:
+def contrast(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     """Degenerate: solid grey at the mean of L, ``int(mean + 0.5)``."""
     lum = grey(x)
     mean = (lum.sum((1, 2, 3), dtype=torch.float64) / lum[0].numel() + 0.5).floor()
     return blend(mean[:, None, None, None].expand_as(x), x, factor)
 
 
-def brightness(x: torch.Tensor, factor: np.ndarray) -> torch.Tensor:
+def brightness(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     return blend(torch.zeros_like(x), x, factor)
 
 
-def sharpness(x: torch.Tensor, factor: np.ndarray) -> torch.Tensor:
+def sharpness(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     """Degenerate: ``ImageFilter.SMOOTH`` (3x3 [1 1 1; 1 5 1; 1 1 1] / 13, float32, + 0.5,
     truncated, rows summed bottom to top as ``ImagingFilter3x3``), border pixels unchanged."""
     k = np.float32(1) / np.float32(13)
@@ -290,7 +362,7 @@ def sharpness(x: torch.Tensor, factor: np.ndarray) -> torch.Tensor:
 def enhance_factors(
     severity: float, rng: np.random.Generator, n: int, size: tuple[int, int]
 ) -> np.ndarray:
-    return flt_par(levels(severity, rng, n), 1.8) + 0.1
+    return (flt_par(levels(severity, rng, n), 1.8) + 0.1).astype(np.float32)
 
 
 # --- the op table ------------------------------------------------------------------------------
@@ -299,21 +371,23 @@ def enhance_factors(
 @dataclass(frozen=True)
 class TensorOp:
     """The tensor form of one PIL op. ``draw(severity, rng, n, (H, W))`` gives the per-image
-    parameters (None: the op has none) and ``make(x, params)``, if set, turns them into the
-    images (``kind="image"``) or into what a grouped kind takes. Grouped kinds serve every image
-    whose op is of that kind in one call: ``"lut"`` (tables (n, 3, 256)), ``"affine"``
-    (coefficients (n, 6)), ``"shift"`` (integer offsets (n, 2))."""
+    parameters on the host (None: the op has none). ``kind`` says how the images with an op of
+    that kind are served together, so a batch costs one call per kind, not per op or image:
+
+    * ``"table"``: ``make(params, n)`` gives host uint8 tables (n, 256), applied with the
+      ``"lut"`` ones in one gather;
+    * ``"lut"``: ``make(hist, params)`` gives uint8 tables (n, 3, 256) from the images'
+      :func:`histograms` (made once for all of them);
+    * ``"affine"``: PIL coefficients (n, 6), one ``grid_sample``;
+    * ``"shift"``: integer offsets (n, 2), two gathers;
+    * ``"image"``: ``make(images, params)`` gives the images.
+
+    Parameters of ``"lut"`` and ``"image"`` ops reach ``make`` as tensors on the images' device.
+    """
 
     kind: str
     draw: Draw | None
-    make: Callable[[torch.Tensor, Any], Any] | None = None
-
-
-GROUPED: dict[str, Callable[[torch.Tensor, Any], torch.Tensor]] = {
-    "lut": apply_lut,
-    "affine": affine,
-    "shift": shift,
-}
+    make: Callable[..., Any] | None = None
 
 
 def _bits(severity: float, rng: np.random.Generator, n: int, size: tuple[int, int]) -> np.ndarray:
@@ -327,20 +401,19 @@ def _threshold(
 
 
 def _cutoff(severity: float, rng: np.random.Generator, n: int, size: tuple[int, int]) -> np.ndarray:
-    return 10 - flt_par(levels(severity, rng, n), 10)
-
-
-def _invert_lut(x: torch.Tensor, params: None) -> torch.Tensor:
-    return _per_channel((255 - _identity(x)).expand(len(x), -1))
+    """Pixels cut at each end: PIL's ``int(n * cutoff // 100)``, Python float floor division
+    (``np.floor_divide`` is it), for a cutoff of ``10 - flt_par(level, 10)`` %."""
+    cutoff = 10 - flt_par(levels(severity, rng, n), 10)
+    return np.floor_divide(size[0] * size[1] * cutoff, 100).astype(np.int64)
 
 
 TENSOR_OPS: dict[ops.Op, TensorOp] = {
-    ops.autocontrast: TensorOp("lut", None, lambda x, p: autocontrast_lut(x)),
+    ops.autocontrast: TensorOp("lut", None, autocontrast_lut),
     ops.autocontrast_cut: TensorOp("lut", _cutoff, autocontrast_lut),
-    ops.equalize: TensorOp("lut", None, lambda x, p: equalize_lut(x)),
-    ops.posterize: TensorOp("lut", _bits, lambda x, p: posterize_lut(p, x.device)),
-    ops.solarize: TensorOp("lut", _threshold, lambda x, p: solarize_lut(p, x.device)),
-    ops.invert: TensorOp("lut", None, _invert_lut),
+    ops.equalize: TensorOp("lut", None, equalize_lut),
+    ops.posterize: TensorOp("table", _bits, posterize_table),
+    ops.solarize: TensorOp("table", _threshold, solarize_table),
+    ops.invert: TensorOp("table", None, invert_table),
     ops.rotate: TensorOp("affine", rotate_coeffs),
     ops.shear_x: TensorOp("affine", _shear(0)),
     ops.shear_y: TensorOp("affine", _shear(1)),
@@ -353,9 +426,8 @@ TENSOR_OPS: dict[ops.Op, TensorOp] = {
     ops.sharpness: TensorOp("image", enhance_factors, sharpness),
 }
 
-
-def _cat(parts: list[Any]) -> Any:
-    return torch.cat(parts) if isinstance(parts[0], torch.Tensor) else np.concatenate(parts)
+#: the order in which the kinds' images are gathered, made and written back
+_KINDS = ("table", "lut", "affine", "shift", "image")
 
 
 def random_ops_(
@@ -368,41 +440,88 @@ def random_ops_(
 ) -> torch.Tensor:
     """``ops.random_op`` for the images ``rows`` of a uint8 batch, in place: ``dst[i] =
     op_i(src[i])`` with an op drawn uniformly per image and its parameters per image (``src``
-    defaults to ``dst``). Images are grouped by the kind of their op, so a batch costs one LUT
-    gather, one ``grid_sample``, one shift and one call per other op, not one call per image."""
+    defaults to ``dst``; ``rows`` distinct).
+
+    All draws are made on the host first; the row indices and every parameter go to the device
+    in one :func:`upload`; the images are gathered once, sorted by kind, each kind is served by
+    one call (see :class:`TensorOp`) and the results are written back with one ``index_copy_``.
+    """
     src = dst if src is None else src
     choice = rng.integers(len(op_list), size=len(rows))
+    if not choice.size:
+        return dst
     size = (dst.shape[2], dst.shape[3])
-    groups: dict[str, list[tuple[torch.Tensor, Any]]] = {kind: [] for kind in GROUPED}
-    results: list[tuple[torch.Tensor, torch.Tensor]] = []
+    picks: dict[str, list[tuple[TensorOp, np.ndarray, Any]]] = {kind: [] for kind in _KINDS}
     for j, op in enumerate(op_list):
         picked = rows[choice == j]
-        if not picked.size:
-            continue
-        idx = torch.from_numpy(picked).to(dst.device)
-        top = TENSOR_OPS[op]
-        params = None if top.draw is None else top.draw(severity, rng, picked.size, size)
-        if top.make is not None:
-            params = top.make(src.index_select(0, idx), params)
-        if top.kind == "image":
-            results.append((idx, params))
-        else:
-            groups[top.kind].append((idx, params))
-    for kind, members in groups.items():
-        if members:
-            idx = torch.cat([i for i, _ in members])
-            params = _cat([p for _, p in members])
-            results.append((idx, GROUPED[kind](src.index_select(0, idx), params)))
-    for idx, images in results:  # written last: src may be dst
-        dst.index_copy_(0, idx, images)
-    return dst
+        if picked.size:
+            top = TENSOR_OPS[op]
+            params = None if top.draw is None else top.draw(severity, rng, picked.size, size)
+            picks[top.kind].append((top, picked, params))
+    host: dict[Any, np.ndarray] = {
+        "order": np.concatenate([picked for kind in _KINDS for _, picked, _ in picks[kind]])
+    }
+    if picks["table"]:
+        host["table"] = np.concatenate([top.make(p, len(r)) for top, r, p in picks["table"]])
+    for kind in ("lut", "image"):
+        host |= {(kind, i): p for i, (_, _, p) in enumerate(picks[kind]) if p is not None}
+    if picks["affine"]:
+        host["affine"] = affine_terms(np.concatenate([p for *_, p in picks["affine"]]), *size)
+    if picks["shift"]:
+        offsets = np.concatenate([p for *_, p in picks["shift"]])
+        host |= dict(enumerate(shift_indices(offsets, *size)))
+    sent = dict(zip(host, upload(list(host.values()), dst.device), strict=True))
+
+    images = src.index_select(0, sent["order"])
+    counts = [sum(len(r) for _, r, _ in picks[kind]) for kind in _KINDS]
+    by_kind = dict(zip(_KINDS, images.split(counts), strict=True))
+    results: list[torch.Tensor] = []
+    if picks["table"] or picks["lut"]:
+        tables = [sent["table"][:, None].expand(-1, 3, -1)] if picks["table"] else []
+        if picks["lut"]:
+            hist = histograms(by_kind["lut"]).split([len(r) for _, r, _ in picks["lut"]])
+            for i, ((top, _, _), h) in enumerate(zip(picks["lut"], hist, strict=True)):
+                tables.append(top.make(h, sent.get(("lut", i))))
+        both = images[: counts[0] + counts[1]]
+        results.append(apply_lut(both, torch.cat(tables) if len(tables) > 1 else tables[0]))
+    if picks["affine"]:
+        results.append(affine_apply(by_kind["affine"], sent["affine"]))
+    if picks["shift"]:
+        results.append(shift_apply(by_kind["shift"], *(sent[i] for i in range(4))))
+    parts = by_kind["image"].split([len(r) for _, r, _ in picks["image"]])
+    for i, ((top, _, _), part) in enumerate(zip(picks["image"], parts, strict=True)):
+        results.append(top.make(part, sent.get(("image", i))))
+    return dst.index_copy_(0, sent["order"], torch.cat(results) if len(results) > 1 else results[0])
 
 
 # --- pixel mixing operators (float32 [0, 1], per-image parameters) --------------------------------
 
-TensorMix = Callable[
-    [torch.Tensor, torch.Tensor, float, np.random.Generator, torch.Generator], torch.Tensor
+MixDraw = Callable[[float, np.random.Generator, int], list[np.ndarray]]
+MixApply = Callable[
+    [torch.Tensor, torch.Tensor, Sequence[torch.Tensor], torch.Generator], torch.Tensor
 ]
+
+
+@dataclass(frozen=True)
+class TensorMix:
+    """A pixel mixing operator in two halves, so that a caller can send the parameters of all
+    its groups of images in one :func:`upload`: ``draw(beta, rng, n)`` makes the per-image
+    parameters on the host (float32 (n,) arrays), ``apply(x1, x2, params, gen)`` mixes with
+    them on the device (each (n, 1, 1, 1)). Calling it, ``mix(x1, x2, beta, rng, gen)``, does
+    both."""
+
+    draw: MixDraw
+    apply: MixApply
+
+    def __call__(
+        self,
+        x1: torch.Tensor,
+        x2: torch.Tensor,
+        beta: float,
+        rng: np.random.Generator,
+        gen: torch.Generator,
+    ) -> torch.Tensor:
+        return self.apply(x1, x2, per_image(self.draw(beta, rng, len(x1)), x1), gen)
 
 
 def sample_ab(beta: float, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -413,50 +532,53 @@ def sample_ab(beta: float, rng: np.random.Generator, n: int) -> tuple[np.ndarray
     return np.where(low, a, 1 + a).astype(np.float32), np.where(low, b, -b).astype(np.float32)
 
 
-def _per_image(v: np.ndarray, like: torch.Tensor) -> torch.Tensor:
-    """One float32 value per image, (n, 1, 1, 1) on ``like``'s device, to broadcast."""
-    return torch.from_numpy(np.asarray(v, np.float32)).to(like.device)[:, None, None, None]
+def per_image(values: Sequence[np.ndarray], like: torch.Tensor) -> list[torch.Tensor]:
+    """Float32 values per image, each (n, 1, 1, 1) on ``like``'s device to broadcast, in one
+    :func:`upload`."""
+    sent = upload([np.asarray(v, np.float32) for v in values], like.device)
+    return [v.view(-1, 1, 1, 1) for v in sent]
 
 
-def add(
-    x1: torch.Tensor, x2: torch.Tensor, beta: float, rng: np.random.Generator, gen: torch.Generator
+def _draw_ab(beta: float, rng: np.random.Generator, n: int) -> list[np.ndarray]:
+    return list(sample_ab(beta, rng, n))
+
+
+def _draw_threshold(beta: float, rng: np.random.Generator, n: int) -> list[np.ndarray]:
+    return [rng.random(n).astype(np.float32)]
+
+
+def _add(
+    x1: torch.Tensor, x2: torch.Tensor, ab: Sequence[torch.Tensor], gen: torch.Generator
 ) -> torch.Tensor:
-    a, b = (_per_image(v, x1) for v in sample_ab(beta, rng, len(x1)))
+    a, b = ab
     # (a (2 x1 - 1) + b (2 x2 - 1) + 1) / 2, in place, in the reference's order
     return (x1 * 2).sub_(1).mul_(a).add_((x2 * 2).sub_(1).mul_(b)).add_(1).div_(2)
 
 
-def multiply(
-    x1: torch.Tensor, x2: torch.Tensor, beta: float, rng: np.random.Generator, gen: torch.Generator
+def _multiply(
+    x1: torch.Tensor, x2: torch.Tensor, ab: Sequence[torch.Tensor], gen: torch.Generator
 ) -> torch.Tensor:
-    a, b = (_per_image(v, x1) for v in sample_ab(beta, rng, len(x1)))
+    a, b = ab
     return (x1 * 2).pow_(a).mul_((x2 * 2).clamp_(min=1e-37).pow_(b)).div_(2)
 
 
-def _random_mask(
-    x1: torch.Tensor,
-    x2: torch.Tensor,
-    rng: np.random.Generator,
-    gen: torch.Generator,
-    channels: int,
-) -> torch.Tensor:
-    thr = _per_image(rng.random(len(x1)), x1)
-    shape = (len(x1), channels, *x1.shape[2:])
-    mask = torch.rand(shape, generator=gen, device=x1.device) < thr
-    return torch.where(mask, x1, x2)
+def _random_mask(channels: int | None) -> MixApply:
+    """x1 where a uniform from ``gen`` lies below the image's threshold, else x2; one draw per
+    pixel (``channels=1``) or per element (None: every channel)."""
+
+    def apply(
+        x1: torch.Tensor, x2: torch.Tensor, thr: Sequence[torch.Tensor], gen: torch.Generator
+    ) -> torch.Tensor:
+        shape = (len(x1), channels or x1.shape[1], *x1.shape[2:])
+        return torch.where(torch.rand(shape, generator=gen, device=x1.device) < thr[0], x1, x2)
+
+    return apply
 
 
-def random_pixels(
-    x1: torch.Tensor, x2: torch.Tensor, beta: float, rng: np.random.Generator, gen: torch.Generator
-) -> torch.Tensor:
-    return _random_mask(x1, x2, rng, gen, 1)
-
-
-def random_elems(
-    x1: torch.Tensor, x2: torch.Tensor, beta: float, rng: np.random.Generator, gen: torch.Generator
-) -> torch.Tensor:
-    return _random_mask(x1, x2, rng, gen, x1.shape[1])
-
+add = TensorMix(_draw_ab, _add)
+multiply = TensorMix(_draw_ab, _multiply)
+random_pixels = TensorMix(_draw_threshold, _random_mask(1))
+random_elems = TensorMix(_draw_threshold, _random_mask(None))
 
 TENSOR_MIXINGS: dict[mixing_ops.MixOp, TensorMix] = {
     mixing_ops.add: add,
@@ -464,6 +586,44 @@ TENSOR_MIXINGS: dict[mixing_ops.MixOp, TensorMix] = {
     mixing_ops.random_pixels: random_pixels,
     mixing_ops.random_elems: random_elems,
 }
+
+
+@dataclass(frozen=True)
+class MixGroups:
+    """Images sorted into consecutive groups, group i mixed by ``mixes[i]``: all groups'
+    parameters are drawn on the host first (in group order, as separate calls would draw
+    them), so the caller can send them in its own :func:`upload` (``host``), then
+    :meth:`apply` mixes group by group on the device."""
+
+    mixes: Sequence[TensorMix]
+    sizes: list[int]
+    params: list[list[np.ndarray]]
+
+    @classmethod
+    def draw(
+        cls, mixes: Sequence[TensorMix], sizes: list[int], beta: float, rng: np.random.Generator
+    ) -> MixGroups:
+        return cls(
+            mixes, sizes, [mix.draw(beta, rng, n) for mix, n in zip(mixes, sizes, strict=True)]
+        )
+
+    def host(self) -> list[np.ndarray]:
+        return [np.asarray(v, np.float32) for p in self.params for v in p]
+
+    def apply(
+        self, x1: torch.Tensor, x2: torch.Tensor, sent: Sequence[torch.Tensor], gen: torch.Generator
+    ) -> torch.Tensor:
+        """x1, x2 sorted by group; ``sent``: :meth:`host` on the device -> the mixed images."""
+        values = iter(sent)
+        out = []
+        groups = zip(
+            self.mixes, self.params, x1.split(self.sizes), x2.split(self.sizes), strict=True
+        )
+        for mix, params, a, b in groups:
+            p = [next(values).view(-1, 1, 1, 1) for _ in params]
+            if len(a):
+                out.append(mix.apply(a, b, p, gen))
+        return torch.cat(out) if len(out) > 1 else out[0]
 
 
 def quantize_faithful(p: torch.Tensor) -> torch.Tensor:
@@ -507,8 +667,9 @@ def mix_chains(
     (width, n, 3, H, W) -> ``(1 - m) x + m sum_i w_i chain_i``, float32 in [0, 1], with
     Dirichlet(alpha) weights and a Beta(alpha, alpha) skip weight per image."""
     width, n = chains.shape[:2]
-    w = torch.from_numpy(rng.dirichlet([alpha] * width, size=n).astype(np.float32))
-    m = _per_image(rng.beta(alpha, alpha, n), x)
+    w = rng.dirichlet([alpha] * width, size=n).astype(np.float32)
+    w, m = upload([w, rng.beta(alpha, alpha, n).astype(np.float32)], x.device)
+    m = m.view(-1, 1, 1, 1)
     # one contraction (the reference sums chain by chain: a float32 rounding apart)
-    acc = torch.einsum("nk,kn...->n...", w.to(x.device), chains.float()) / 255
+    acc = torch.einsum("nk,kn...->n...", w, chains.float()) / 255
     return ((1 - m) * to_float(x) + m * acc).clamp_(0, 1)

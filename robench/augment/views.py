@@ -26,7 +26,7 @@ import torch
 from robench.augment.base import Augmentation, to_float_chw
 from robench.augment.crop_flip import flip_crop, flip_crop_batch
 from robench.augment.jsd import jsd_consistency
-from robench.augment.tensor_ops import to_float, to_uint8
+from robench.augment.tensor_ops import to_float, to_uint8, upload
 from robench.data.mixing import MixingSet, load_mixing_set
 from robench.errors import ConfigError
 
@@ -119,11 +119,12 @@ class MixViews(Augmentation):
         i = rng.integers(len(self.mixing), size=n)
         crop = self.mixing.crop
         h, w = self.mixing.sizes[i].T
-        top, left = (torch.from_numpy(rng.integers(s - crop + 1)).to(device) for s in (h, w))
-        span = torch.arange(crop, device=device)
-        chosen = pictures.index_select(0, torch.from_numpy(i).to(device))
-        rows = (top[:, None] + span)[:, None, :, None].expand(-1, 3, -1, chosen.shape[3])
-        cols = (left[:, None] + span)[:, None, None, :].expand(-1, 3, crop, -1)
+        top, left = (rng.integers(s - crop + 1) for s in (h, w))
+        span = np.arange(crop)
+        i, rows, cols = upload([i, top[:, None] + span, left[:, None] + span], device)
+        chosen = pictures.index_select(0, i)
+        rows = rows[:, None, :, None].expand(-1, 3, -1, chosen.shape[3])
+        cols = cols[:, None, None, :].expand(-1, 3, crop, -1)
         return chosen.gather(2, rows).gather(3, cols)
 
     def __getstate__(self) -> dict[str, Any]:

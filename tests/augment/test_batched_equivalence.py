@@ -20,7 +20,9 @@ Three levels:
   the quantisation mode) move these statistics by less than 3 standard errors, so they are
   the op-level and quantisation tests' job.
 
-CPU only: no CUDA device here (the code is device-agnostic; the CUDA smoke test skips).
+CPU only here (the code is device-agnostic): the CUDA smoke test and the CUDA no-sync test
+(``torch.cuda.set_sync_debug_mode("error")`` around ``batch``) skip without a device; a
+dispatch-mode check stands in for the latter on the CPU.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import pytest
 import torch
 from PIL import Image
 from scipy import stats
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from robench.augment import create_augmentation, ops, tensor_ops
 from robench.augment import ipmix as ipmix_module
@@ -253,14 +256,16 @@ def test_ipmix_batch_quantizes_like_the_reference(
     def overshoot_np(x1, x2, beta, rng):
         return np.full_like(x1, 1.2)
 
-    def overshoot(x1, x2, beta, rng, gen):
+    def overshoot(x1, x2, params, gen):
         return torch.full_like(x1, 1.2)  # 306 after x 255: wraps to 50, or clamps to 255
 
     monkeypatch.setattr(ipmix_module, "IPMIX_MIXINGS", (overshoot_np,))
-    monkeypatch.setattr(ipmix_module, "TENSOR_MIXINGS", {overshoot_np: overshoot})
+    mix = tensor_ops.TensorMix(lambda beta, rng, n: [], overshoot)
+    monkeypatch.setattr(ipmix_module, "TENSOR_MIXINGS", {overshoot_np: mix})
     plugin = build("ipmix", "batch", quantize=mode)
     y = chw(cifar[:20])
-    out = plugin.patch_steps(y, y, y, np.random.default_rng(0), torch.Generator())
+    out = y.clone()
+    plugin.patch_steps_(out, np.arange(20), y, y, np.random.default_rng(0), torch.Generator())
     changed = (out != y).any(1)
     assert changed.any() and (out.permute(0, 2, 3, 1)[changed] == value).all()
 
@@ -269,12 +274,13 @@ def test_pixmix_batch_clamps_every_round(cifar, monkeypatch) -> None:
     def overshoot_np(x1, x2, beta, rng):
         raise AssertionError("the batch path must not call the numpy operator")
 
-    def overshoot(x1, x2, beta, rng, gen):
+    def overshoot(x1, x2, params, gen):
         assert x1.min() >= 0 and x1.max() <= 1  # the previous round was clamped
         return x1 * 3 - 1
 
     monkeypatch.setattr(pixmix_module, "PIXMIX_MIXINGS", (overshoot_np,))
-    monkeypatch.setattr(pixmix_module, "TENSOR_MIXINGS", {overshoot_np: overshoot})
+    mix = tensor_ops.TensorMix(lambda beta, rng, n: [], overshoot)
+    monkeypatch.setattr(pixmix_module, "TENSOR_MIXINGS", {overshoot_np: mix})
     plugin = build("pixmix", "batch")
     out = plugin.batch_views(chw(cifar[:64]), chw(cifar[64:128]), np.random.default_rng(0))
     assert out.min() == 0 and out.max() == 1
@@ -288,6 +294,94 @@ def test_cuda_batch_path(name: str, cifar: np.ndarray) -> None:
     out, _ = plugin.batch(x, torch.zeros(32, device="cuda"), np.random.default_rng(0))
     assert out.device.type == "cuda" and out.shape == (96, 3, 32, 32)
     assert out.min() >= 0 and out.max() <= 1
+
+
+def noise_batch(n: int) -> torch.Tensor:
+    """n seeded noise images as the trainer hands them over (uint8 / 255): enough for checks
+    that do not depend on content."""
+    images = np.random.default_rng(0).integers(0, 256, (n, 3, 32, 32), dtype=np.uint8)
+    return torch.from_numpy(images).float().div(255)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+@pytest.mark.parametrize("name", METHODS)
+@pytest.mark.parametrize("jsd", [True, False])
+def test_cuda_batch_path_never_syncs(name: str, jsd: bool) -> None:
+    """All draws are made on the host and sent without waiting: a synchronising call (a
+    blocking copy, ``.item()``, ``nonzero``...) inside ``batch`` raises."""
+    plugin = build(name, "batch", jsd=jsd)
+    x = noise_batch(128).cuda()
+    y = torch.zeros(128, dtype=torch.long, device="cuda")
+    plugin.batch(x, y, np.random.default_rng(0))  # the mixing set's one-time device copy
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for seed in range(3):
+            plugin.batch(x, y, np.random.default_rng(seed))
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
+class _SyncingOps(TorchDispatchMode):
+    """Records the aten ops that wait for the device on CUDA (data-dependent shapes, scalars
+    read back to the host), and boolean-mask indexing."""
+
+    SYNCING = frozenset(
+        [
+            "nonzero",
+            "_local_scalar_dense",
+            "masked_select",
+            "unique",
+            "_unique2",
+            "unique_dim",
+            "unique_consecutive",
+            "repeat_interleave",
+            "is_nonzero",
+            "equal",
+            "masked_scatter_",
+        ]
+    )
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func._overloadpacket.__name__
+        masks = args[1] if name.startswith("index") and len(args) > 1 else None
+        if name in self.SYNCING or (
+            isinstance(masks, list | tuple)
+            and any(isinstance(m, torch.Tensor) and m.dtype == torch.bool for m in masks)
+        ):
+            self.found.append(name)
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_batch_path_has_no_syncing_ops(name: str) -> None:
+    """The CPU stand-in for the CUDA check above: no op of ``batch`` needs a device value on
+    the host."""
+    options = {"p_source": "mixing_or_op", "all_ops": True} if name == "ipmix" else {}
+    plugin = build(name, "batch", jsd=True, **options)
+    x = noise_batch(64)
+    with _SyncingOps() as mode:
+        plugin.batch(x, torch.zeros(64, dtype=torch.long), np.random.default_rng(0))
+    assert mode.found == []
+
+
+def test_upload_keeps_values_dtypes_and_shapes() -> None:
+    arrays = [
+        np.arange(5, dtype=np.int64),
+        np.array([[True, False, True]]),
+        np.zeros((0, 4), np.float32),
+        np.linspace(-1, 1, 7, dtype=np.float64).reshape(7, 1),
+        np.arange(9, dtype=np.uint8)[::2],  # not contiguous
+        np.float32([0.1, 3e38]),
+    ]
+    sent = tensor_ops.upload(arrays, torch.device("cpu"))
+    for a, t in zip(arrays, sent, strict=True):
+        assert t.dtype == torch.from_numpy(np.ascontiguousarray(a)).dtype and t.shape == a.shape
+        assert np.array_equal(t.numpy(), a)
 
 
 def test_bench_times_both_paths() -> None:
