@@ -259,6 +259,13 @@ def _evaluate_run(
     device: str | None,
 ) -> dict[str, Any]:
     _set_threads(cfg)
+    names = metrics or list(DEFAULT_METRICS)
+    # one --option key overrides that key only; the config's other options of the metric stay
+    merged_options = {
+        name: {**cfg.evaluate.options.get(name, {}), **(options or {}).get(name, {})}
+        for name in {*cfg.evaluate.options, *(options or {})}
+    }
+    check_metrics(names, merged_options)  # before the test set is decoded and the model loaded
     world = distributed.world()
     progress = progress and world.main
     doc = distributed.on_main(lambda: _read_finished(run_dir))
@@ -275,8 +282,6 @@ def _evaluate_run(
         amp=use_amp(cfg.train.amp, torch_device),
         shard=world.size > 1,
     )
-    names = metrics or list(DEFAULT_METRICS)
-    merged_options = {**cfg.evaluate.options, **(options or {})}
     doc["data"]["eval"] = test_data.identity.to_dict()
     records = distributed.on_main(lambda: read_records(run_dir))  # keep earlier metrics' records
 

@@ -4,6 +4,10 @@ A metric is a callable ``metric(model, data, ctx, **options) -> MetricResult``. 
 (float input in [0, 1], normalisation inside), the clean test set and an :class:`EvalContext`
 (device, batch size, seed, cache directory), and returns flat named numbers plus optional tables
 and per-example records (so reports can bootstrap confidence intervals and pair methods).
+
+A metric may also carry ``metric.validate(**options)``: called with the configured options
+before any work (before training, too), it raises a ``ConfigError``/``DataError`` for options
+that cannot work, such as a benchmark folder that is not there.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -86,12 +87,8 @@ def corruption(
     ``seed`` is also the corruption seed. On ImageNet-C (a folder, or generated with the ImageNet
     table) with all five severities, ``mce_alexnet`` is the AlexNet-normalised mCE.
     """
+    _check_source(source)
     root = None if source == "generate" else Path(source)
-    if root is not None and not root.is_dir():
-        raise DataError(
-            f"corruption source {source!r} is not a folder: give 'generate', a CIFAR-10-C folder "
-            "(<corruption>.npy, labels.npy) or an ImageNet-C folder (<corruption>/<severity>/...)"
-        )
     on_folder = root is not None and is_corrupted_folder(root, corruptions[0])
     table_name = resolve_constants(constants, data.image_size) if root is None else ""
     benchmark = "imagenet-c" if on_folder or table_name == "imagenet" else "cifar-c"
@@ -143,6 +140,18 @@ def corruption(
 
 #: one evaluated set: corruption, severity, images (uint8 tensor or on disk), labels, test index
 CorruptedSet = tuple[str, int, torch.Tensor | FolderImages, torch.Tensor, np.ndarray]
+
+
+def _check_source(source: str = "generate", **_: Any) -> None:
+    """A source that is not ``"generate"`` must be a folder (checked before training, too)."""
+    if source != "generate" and not Path(source).is_dir():
+        raise DataError(
+            f"corruption source {source!r} is not a folder: give 'generate', a CIFAR-10-C folder "
+            "(<corruption>.npy, labels.npy) or an ImageNet-C folder (<corruption>/<severity>/...)"
+        )
+
+
+corruption.validate = _check_source  # type: ignore[attr-defined]
 
 
 def _generated(

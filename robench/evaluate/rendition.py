@@ -10,6 +10,7 @@ ImageNet). Images are read as the clean test set is: Resize + CenterCrop at the 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,9 +38,8 @@ def rendition(
 ) -> MetricResult:
     """``source``: the ``<class>/<image>`` folder; ``n``: a seeded subset (0 = all);
     ``mask = false`` predicts among all training classes instead."""
+    _check_source(source)
     root = Path(source)
-    if not root.is_dir():
-        raise DataError(f"rendition source {source!r} is not a folder: expected <class>/<image>")
     files, labels, present = read_class_folder(root, data.classes)
     index = eval_subset(len(files), n, seed)
     if isinstance(data.images, FolderImages):  # the test set's own resize and workers
@@ -61,3 +61,12 @@ def rendition(
         },
         records={"correct": correct, "confidence": confidence, "index": index},
     )
+
+
+def _check_source(source: str, **_: Any) -> None:
+    """``source`` must be a folder (checked before training, too)."""
+    if not Path(source).is_dir():
+        raise DataError(f"rendition source {source!r} is not a folder: expected <class>/<image>")
+
+
+rendition.validate = _check_source  # type: ignore[attr-defined]

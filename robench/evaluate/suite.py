@@ -20,12 +20,17 @@ DEFAULT_METRICS = tuple(ALL_METRICS)
 
 
 def check_metrics(metrics: Sequence[str], options: dict[str, dict[str, Any]]) -> None:
-    """Unknown metric names and options fail here, before any work (or training) is done."""
+    """Unknown metric names and options, and options a metric's ``validate`` refuses (a
+    missing benchmark folder), fail here, before any work (or training) is done."""
     for name in [*metrics, *options]:
+        metric = METRICS.get(name)
         try:
-            inspect.signature(METRICS.get(name)).bind(None, None, None, **options.get(name, {}))
+            inspect.signature(metric).bind(None, None, None, **options.get(name, {}))
         except TypeError as err:
             raise ConfigError(f"evaluate.options.{name}: {err}") from None
+        validate = getattr(metric, "validate", None)
+        if validate is not None and name in metrics:
+            validate(**options.get(name, {}))
 
 
 def evaluate(

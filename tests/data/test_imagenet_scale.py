@@ -336,7 +336,12 @@ def test_shipped_imagenet_config_loads_and_runs_a_few_steps(folder: Path, tmp_pa
     assert (cfg.data.image_size, cfg.model.name, cfg.train.epochs) == (224, "resnet50", 180)
     assert cfg.augment.options["patch_sizes"] == [4, 8, 16, 32, 64, 224]
     assert cfg.augment.options["all_ops"] and cfg.train.lr == 0.01
-    check_metrics(cfg.evaluate.metrics, cfg.evaluate.options)
+    # the benchmark folders are checked before any work: data/imagenet-c is not here
+    with pytest.raises(DataError, match=r"'data/imagenet-c' is not a folder") as e:
+        check_metrics(cfg.evaluate.metrics, cfg.evaluate.options)
+    assert "\n" not in str(e.value)
+    present = {name: {"source": str(tmp_path)} for name in ("corruption", "rendition")}
+    check_metrics(cfg.evaluate.metrics, present)
     plugin = create_augmentation(
         "ipmix", num_classes=1000, image_size=224, **cfg.augment.options, mixing_count=2
     )
@@ -357,5 +362,8 @@ def test_shipped_imagenet_config_loads_and_runs_a_few_steps(folder: Path, tmp_pa
             f'results_dir="{tmp_path / "results"}"',
         ],
     )
+    with pytest.raises(DataError, match="not a folder"):  # stops before training, not after
+        train(small, progress=False)
+    assert not list((tmp_path / "results").rglob("checkpoint.pt"))
     run = train(small, progress=False, evaluate_after=False)
     assert math.isfinite(read_metrics(run)["training"]["final_train_loss"])
