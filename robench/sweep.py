@@ -112,7 +112,8 @@ def run_sweep(
     log_dir: Path,
     poll_seconds: float = 1.0,
 ) -> list[Job]:
-    """Run the jobs, ``len(slots)`` at a time; returns the failed ones.
+    """Run the jobs, ``len(slots)`` at a time; returns the failed ones, in the jobs' order
+    (not the order they ended in, which varies from one sweep to the next).
 
     With one slot the run's own output (progress bars) shows; with several each run writes
     ``log_dir/<method>-s<seed>.log`` and the sweep prints a line per start and end.
@@ -152,7 +153,7 @@ def run_sweep(
             "sweep interrupted; the runs saved their checkpoints: rerun the same command to "
             "resume them"
         ) from None
-    return failed
+    return sorted(failed, key=todo.index)
 
 
 def _start(job: Job, gpus: str | None, log_dir: Path | None) -> None:
