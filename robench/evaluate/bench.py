@@ -8,6 +8,7 @@ does almost no model work (``prepare_seconds``), then with the real model (``sec
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -35,7 +36,7 @@ def bench_suite(
     options: dict[str, dict[str, Any]] | None = None,
 ) -> pd.DataFrame:
     """One row per metric: set preparation seconds, suite seconds, and the total row."""
-    quiet = EvalContext(**{**vars(ctx), "progress": False})
+    quiet = dataclasses.replace(ctx, progress=False)
     prepared = evaluate(
         _stand_in(data.num_classes, data.image_size), data, metrics, ctx=quiet, options=options
     )
