@@ -249,6 +249,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
             device=args.device,
             workers=args.workers,
             options=_named_options(args.option),
+            variants=[_csv_list(v) or [] for v in args.variant or [""]],
         )
     elif args.stage == "eval":
         from robench.train.bench import bench_eval
@@ -438,6 +439,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="train: a method option (ipmix.path=sample); suite: a metric option (pgd.n=1000)",
     )
     p.add_argument("--batch-size", type=int, default=1000, help="suite: inference batch (1000)")
+    p.add_argument(
+        "--variant",
+        action="append",
+        metavar="KEY=VALUE[,KEY=VALUE]",
+        help="train: [train] settings to time, each variant against its own reference in this "
+        "process; repeat to compare (--variant batch_workers=0 --variant batch_workers=2)",
+    )
     p.add_argument("--quiet", action="store_true", help="suite: no progress bars")
     p.add_argument(
         "--workers", type=int, default=0, help="corrupt: processes (0 = all cores); train: loader"

@@ -83,6 +83,13 @@ class TrainConfig:
     channels_last: bool = _f(True, doc="channels_last memory format")
     compile: bool = _f(False, doc="torch.compile the model for training (CUDA: faster steps)")
     threads: int = _f(0, doc="torch CPU threads, 0 = torch default", lo=0)
+    batch_workers: int = _f(
+        -1,
+        doc="batch path: spawned processes that make the augmented batches on the device, so "
+        "that on a GPU the augmentation's host work runs beside the model's; -1 = auto (2 on "
+        "CUDA, 0 on the CPU), 0 = in the training process",
+        lo=-1,
+    )
     checkpoint_every_steps: int = _f(0, doc="also checkpoint every N steps, 0 = off", lo=0)
     checkpoint_minutes: float = _f(10.0, doc="also checkpoint every N minutes, 0 = off", lo=0.0)
     dist_backend: str = _f(

@@ -33,6 +33,7 @@ _NOT_IDENTITY = {
     ("results_dir",),
     ("train", "workers"),
     ("train", "threads"),
+    ("train", "batch_workers"),
     ("train", "checkpoint_every_steps"),
     ("train", "checkpoint_minutes"),
     ("train", "dist_backend"),

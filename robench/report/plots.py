@@ -124,7 +124,17 @@ def bar_chart(board: pd.DataFrame, metric: str, out_dir: Path) -> Plot:
         )
     if metric.endswith("mce_vs_baseline"):
         ax.axvline(100, color="grey", ls="--", lw=1, zorder=1)
-        ax.text(101, len(rows) - 0.6, "baseline = 100", rotation=90, va="bottom", fontsize=7)
+        ax.annotate(  # above the axes: inside, it would cross the value labels near 100
+            "baseline = 100",
+            xy=(100, 1),
+            xycoords=("data", "axes fraction"),
+            xytext=(0, 2),
+            textcoords="offset points",
+            ha="center",
+            va="bottom",
+            fontsize=7,
+            color="grey",
+        )
     ax.set_xlim(min(0.0, 1.22 * np.nanmin(mean)), max(np.nanmax(end) * 1.22, 1.0))
     ax.set_yticks(y, labels, fontsize=9)
     ax.invert_yaxis()

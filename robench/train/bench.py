@@ -7,9 +7,11 @@ each image ``num_views`` times. The ratio between the two is the augmentation's 
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,7 @@ import torch
 
 from robench.augment import create_augmentation
 from robench.augment.base import Augmentation
-from robench.config import TrainConfig
+from robench.config import load_config
 from robench.data import DataIdentity, ImageData
 from robench.evaluate.base import EvalContext, predict_logits
 from robench.models import create_model
@@ -67,53 +69,63 @@ def bench_train(
     device: str = "auto",
     options: dict[str, dict[str, Any]] | None = None,
     workers: int = 0,
+    variants: Sequence[Sequence[str]] = ((),),
 ) -> pd.DataFrame:
-    """Training images/s per method, and the same-views reference measured in this process."""
+    """Training images/s per method and variant, each against the same-views reference
+    measured in this process with the same variant. A variant is a list of ``key=value``
+    settings of the ``[train]`` section (``["batch_workers=0"]``, ``["compile=true"]``); the
+    empty variant is the default settings."""
     data = synthetic_data(n_images)
-    cfg = TrainConfig(
-        epochs=epochs + 1,
-        batch_size=batch_size,
-        device=device,
-        workers=workers,
-        checkpoint_minutes=0,  # nothing is saved while timing
-    )
     scratch = Path(tempfile.mkdtemp(prefix="robench-bench-"))
     rows = []
-    references: dict[int, float] = {}
-    for name in methods:
-        plugin = create_augmentation(name, num_classes=10, **(options or {}).get(name, {}))
-        views = plugin.num_views
-        for label, aug in [("reference", RepeatViews(10, num_views=views)), (name, plugin)]:
-            if label == "reference" and views in references:
-                continue
-            trainer = Trainer(
-                create_model(model, 10),
-                aug,
-                data,
-                cfg,
-                seed=0,
-                checkpoint=scratch / "checkpoint.pt",
-                log_csv=scratch / "train_log.csv",
-                progress=False,
-            )
-            rate = _images_per_s(trainer, epochs)
-            if label == "reference":
-                references[views] = rate
-                continue
-            rows.append(
-                {
-                    "method": name,
-                    "path": "batch" if plugin.has_batch and not plugin.has_sample else "sample",
-                    "num_views": views,
-                    "images_per_s": rate,
-                    "reference_images_per_s": references[views],
-                    "time_ratio_to_reference": references[views] / rate,
-                    "augmentation_share": 1 - rate / references[views],
-                    "device": str(trainer.device),
-                    "amp_bf16": trainer.amp,
-                    "workers": workers,
-                }
-            )
+    references: dict[tuple[int, str], float] = {}
+    for variant in variants:
+        setting = ",".join(variant) or "default"
+        cfg = dataclasses.replace(
+            load_config(None, [f"train.{item}" for item in variant]).train,
+            epochs=epochs + 1,
+            batch_size=batch_size,
+            device=device,
+            workers=workers,
+            checkpoint_minutes=0,  # nothing is saved while timing
+        )
+        for name in methods:
+            plugin = create_augmentation(name, num_classes=10, **(options or {}).get(name, {}))
+            views = plugin.num_views
+            for label, aug in [("reference", RepeatViews(10, num_views=views)), (name, plugin)]:
+                if label == "reference" and (views, setting) in references:
+                    continue
+                trainer = Trainer(
+                    create_model(model, 10),
+                    aug,
+                    data,
+                    cfg,
+                    seed=0,
+                    checkpoint=scratch / "checkpoint.pt",
+                    log_csv=scratch / "train_log.csv",
+                    progress=False,
+                )
+                rate = _images_per_s(trainer, epochs)
+                trainer.close()
+                if label == "reference":
+                    references[views, setting] = rate
+                    continue
+                reference = references[views, setting]
+                rows.append(
+                    {
+                        "method": name,
+                        "path": "batch" if plugin.has_batch and not plugin.has_sample else "sample",
+                        "num_views": views,
+                        "variant": setting,
+                        "images_per_s": rate,
+                        "reference_images_per_s": reference,
+                        "time_ratio_to_reference": reference / rate,
+                        "augmentation_share": 1 - rate / reference,
+                        "device": str(trainer.device),
+                        "amp_bf16": trainer.amp,
+                        "workers": workers,
+                    }
+                )
     shutil.rmtree(scratch, ignore_errors=True)
     return pd.DataFrame(rows)
 

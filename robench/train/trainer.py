@@ -41,6 +41,7 @@ from robench.errors import ConfigError, Interrupted, RobenchError
 from robench.io import atomic_write
 from robench.runs import load_checkpoint, save_checkpoint
 from robench.train import distributed
+from robench.train.batch_stage import Batch, BatchStage, BatchWorkers
 
 # Tags that keep the seed streams of different purposes apart.
 _SHUFFLE, _SAMPLE, _STEP, _TORCH = 1, 2, 3, 4
@@ -65,6 +66,15 @@ def resolve_device(name: str) -> torch.device:
 def use_amp(setting: str, device: torch.device) -> bool:
     """bf16 autocast: on by default on CUDA, optional on the CPU."""
     return setting == "on" or (setting == "auto" and device.type == "cuda")
+
+
+def batch_workers(setting: int, device: torch.device) -> int:
+    """``train.batch_workers``: -1 (auto) is 2 on CUDA, where the batched augmentations are
+    bound by the host (BENCHMARKS.md: IPMix + JSD 1.8x the plain step inline, 1.0x with 2
+    workers), and 0 on the CPU, where workers would compete with the model for the same cores."""
+    if setting >= 0:
+        return setting
+    return 2 if device.type == "cuda" else 0
 
 
 def cosine_factor(step: int, total: int, lr: float, lr_min: float) -> float:
@@ -183,9 +193,15 @@ class Trainer:
         # the per-sample path: a plugin's sample stage, or decoding a set that is on disk
         per_sample = plugin.has_sample or data.on_disk
         self._dataset = AugmentedImages(data, plugin, seed) if per_sample else None
-        if self._dataset is None:  # the batch path: hold the uint8 set on the training device
-            self.images = data.images.to(self.device)
-            self.labels = data.labels.to(self.device)
+        self._stage: BatchStage | None = None  # the batch path: the set on the device
+        self._workers: BatchWorkers | None = None
+        workers = batch_workers(cfg.batch_workers, self.device)
+        if self._dataset is None and workers > 0:
+            stage = BatchStage(data.images, data.labels, plugin, self.device)
+            self._workers = BatchWorkers(stage, workers)
+        elif self._dataset is None:  # hold the uint8 set on the training device
+            images, labels = data.images.to(self.device), data.labels.to(self.device)
+            self._stage = BatchStage(images, labels, plugin, self.device)
 
     def _check_shardable(self, n: int) -> None:
         """Every rank needs at least one image of every global batch (BatchNorm, DDP)."""
@@ -246,17 +262,29 @@ class Trainer:
         gen = torch.Generator().manual_seed(_seed(self.seed, _SHUFFLE, epoch))
         return torch.randperm(len(self.data), generator=gen)
 
-    def _batches(self, epoch: int, first_step: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """(views stacked view-major, labels) on the device, before the plugin's batch stage,
-        from step ``first_step`` of the epoch on."""
+    def _step_seed(self, epoch: int, step: int) -> list[int]:
+        """The seed of a step's batch-stage generator (per rank under torchrun)."""
+        rank = [self.world.rank] if self.world.size > 1 else []
+        return [self.seed, _STEP, epoch, step, *rank]
+
+    def _prepared(self, epoch: int, first_step: int) -> Iterator[Batch]:
+        """(step, what the model sees, targets, labels) from step ``first_step`` on: the
+        batches after the plugin's batch stage, whose draws come from a generator seeded by
+        (seed, epoch, step, rank), so they do not depend on where or when they are made."""
         order = self._order(epoch)[first_step * self.cfg.batch_size :]
-        if self._dataset is None:
-            order = order.to(self.device)  # one copy an epoch: no host synchronisation per step
+        if self._stage is not None:  # one copy an epoch: no host synchronisation per step
+            order = order.to(self.device)
         size = self.cfg.batch_size
         parts = [self._my_part(order[start : start + size]) for start in range(0, len(order), size)]
-        if self._dataset is None:
-            for idx in parts:
-                yield self.images[idx].float().div_(255), self.labels[idx]
+        steps = range(first_step, first_step + len(parts))
+        if self._stage is not None or self._workers is not None:
+            tasks = [
+                (s, idx, self._step_seed(epoch, s)) for s, idx in zip(steps, parts, strict=True)
+            ]
+            if self._workers is not None:
+                yield from self._workers.batches(tasks)
+            else:
+                yield from map(self._stage.__getitem__, tasks)
             return
         self._dataset.epoch = epoch
         loader = DataLoader(
@@ -266,12 +294,18 @@ class Trainer:
             worker_init_fn=_worker_init if self.cfg.workers else None,
             pin_memory=self.device.type == "cuda",
         )
-        for views, y in loader:  # views: (B, V, 3, H, W)
+        for s, (views, y) in zip(steps, loader, strict=True):  # views: (B, V, 3, H, W)
             x = views.transpose(0, 1).reshape(-1, *views.shape[2:])
             x = x.to(self.device, non_blocking=True)
             if x.dtype == torch.uint8:  # decoded images for the batch stage: to [0, 1] there
                 x = x.float().div_(255)
-            yield x, y.to(self.device, non_blocking=True)
+            y = y.to(self.device, non_blocking=True)
+            targets = y
+            if self.plugin.has_batch:
+                x, targets = self.plugin.batch(
+                    x, y, np.random.default_rng(self._step_seed(epoch, s))
+                )
+            yield s, x, targets, y
 
     def _my_part(self, batch: torch.Tensor) -> torch.Tensor:
         """This rank's contiguous slice of a global batch (all of it in a single process)."""
@@ -303,8 +337,9 @@ class Trainer:
         seen = carried.seen
         rank = (self.world.rank,) if self.world.size > 1 else ()
         start = time.perf_counter() - partial.seconds
+        steps = self._prepared(epoch, partial.step)
         bar = tqdm(
-            self._batches(epoch, partial.step),
+            steps,
             total=self.steps_per_epoch,
             initial=partial.step,
             desc=f"epoch {epoch + 1}/{self.cfg.epochs}",
@@ -312,15 +347,10 @@ class Trainer:
             unit="step",
             leave=False,
         )
-        with torch.autograd.set_detect_anomaly(self.detect_anomaly):
-            for step, (x, y) in enumerate(bar, start=partial.step):
+        with torch.autograd.set_detect_anomaly(self.detect_anomaly), contextlib.closing(steps):
+            for step, x, targets, y in bar:
                 # dropout, any torch draw; per rank under torchrun
                 torch.manual_seed(_seed(self.seed, _TORCH, epoch, step, *rank))
-                rng = np.random.default_rng([self.seed, _STEP, epoch, step, *rank])
-                if self.plugin.has_batch:
-                    x, targets = self.plugin.batch(x, y, rng)
-                else:
-                    targets = y
                 loss, wrong = self._loss(x, targets)
                 self.optimizer.zero_grad(set_to_none=True)
                 self._scaled(loss, len(y), step).backward()
@@ -394,7 +424,7 @@ class Trainer:
         ``stop_after``), checkpointing and logging every epoch. SIGINT/SIGTERM stop at the next
         step after saving a checkpoint (a second SIGINT aborts at once)."""
         end = self.cfg.epochs if stop_after is None else min(stop_after, self.cfg.epochs)
-        with self._stop_on_signals():
+        with self._stop_on_signals(), contextlib.closing(self):
             for epoch in range(self.start_epoch, end):
                 stats = self.train_epoch(epoch, self.partial)
                 self.partial = Partial()
@@ -408,6 +438,11 @@ class Trainer:
                         f"train error {stats.train_error:.2f} %, {stats.images_per_s:.0f} img/s"
                     )
         return self.history
+
+    def close(self) -> None:
+        """Stop the batch workers, if any (they start again when needed)."""
+        if self._workers is not None:
+            self._workers.close()
 
     @contextlib.contextmanager
     def _stop_on_signals(self) -> Iterator[None]:
