@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from robench.augment.tensor_ops import upload
+from robench.augment.tensor_ops import crops, upload
 
 
 def flip_crop(image: np.ndarray, rng: np.random.Generator, padding: int = 4) -> np.ndarray:
@@ -26,17 +26,14 @@ def flip_crop(image: np.ndarray, rng: np.random.Generator, padding: int = 4) -> 
 
 
 def flip_crop_batch(x: torch.Tensor, rng: np.random.Generator, padding: int = 4) -> torch.Tensor:
-    """(B, C, H, W): an independent flip and crop for each image, as two gathers on x's device.
+    """(B, C, H, W): an independent flip and crop for each image, as one index on x's device.
 
-    The source rows and columns (the flip folded into the columns) are built on the host and
-    sent in one non-blocking copy, so nothing here waits for the device."""
-    b, c, h, w = x.shape
+    A flipped image's crop is the crop of the flipped padded image, so each crop is taken from
+    the padded batch or its mirror (:func:`~robench.augment.tensor_ops.crops`). The draws go in
+    one non-blocking copy, so nothing here waits for the device."""
+    b, _, h, w = x.shape
     flips = rng.random(b) < 0.5
     offsets = rng.integers(0, 2 * padding + 1, size=(b, 2))
-    rows = offsets[:, :1] + np.arange(h)
-    cols = offsets[:, 1:] + np.arange(w)
-    cols = np.where(flips[:, None], w + 2 * padding - 1 - cols, cols)
-    rows_t, cols_t = upload([rows, cols], x.device)
+    source, top, left = upload([np.arange(b) + b * flips, *offsets.T], x.device)
     padded = torch.nn.functional.pad(x, (padding,) * 4) if padding > 0 else x
-    out = padded.gather(2, rows_t.view(b, 1, h, 1).expand(b, c, h, padded.shape[3]))
-    return out.gather(3, cols_t.view(b, 1, 1, w).expand(b, c, h, w))
+    return crops(torch.cat([padded, padded.flip(-1)]), source, top, left, (h, w))

@@ -39,9 +39,10 @@ from robench.augment.tensor_ops import (
     TENSOR_MIXINGS,
     TENSOR_QUANTIZERS,
     MixGroups,
+    copy_rows_,
     mix_chains,
     random_ops_,
-    to_float,
+    select_,
     torch_generator,
     upload,
 )
@@ -221,8 +222,9 @@ class IPMix(MixViews):
         of image ``i % len(x)``, with input ``x`` and picture ``mixing`` of that image), each
         with its own side, operator, source and box. All draws are made on the host first;
         the chains are then gathered sorted by operator (one upload for indices, boxes and
-        operator parameters), every operator runs on whole images (they are pointwise) and only
-        the box is written back."""
+        operator parameters), every operator runs on whole images (they are pointwise), the
+        random masks on the bytes themselves (see :meth:`MixGroups.apply`), and only the box is
+        written back."""
         m, device = len(rows), chains.device
         sources = rows % len(x)
         sizes = np.asarray(self.patch_sizes)[rng.integers(len(self.patch_sizes), size=m)]
@@ -244,10 +246,10 @@ class IPMix(MixViews):
         idx, picked, in_rows, in_cols, *params = upload(host + groups.host(), device)
         state = chains.index_select(0, idx)
         other = (mixing if pictures is None else pictures).index_select(0, picked)
-        mixed = groups.apply(to_float(state), to_float(other), params, gen)
-        box = in_rows[:, None, :, None] & in_cols[:, None, None, :]
         quantize = TENSOR_QUANTIZERS[QUANTIZERS[self.quantize]]
-        chains.index_copy_(0, idx, torch.where(box, quantize(mixed), state))
+        mixed = groups.apply(state.clone(), other, params, gen, quantize)
+        box = in_rows[:, None, :, None] & in_cols[:, None, None, :]
+        copy_rows_(chains, idx, select_(box, mixed, state))
 
     def describe(self) -> dict[str, Any]:
         return super().describe() | {

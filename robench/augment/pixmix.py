@@ -97,9 +97,8 @@ class PixMix(MixViews):
         slot = np.arange(self.k + 1)[:, None]
         augmented = ((slot == 0) | (rounds >= slot)) & (rng.random((self.k + 1, n)) < 0.5)
         # slot 0 is x and slots 1..k the picture, each replaced by an op of x where augmented
-        sources = torch.cat([x, mixing.repeat(self.k, 1, 1, 1)])
-        copies = x.repeat(self.k + 1, 1, 1, 1)
-        random_ops_(sources, np.flatnonzero(augmented), self.ops, self.severity, rng, copies)
+        sources = torch.cat([x, *[mixing] * self.k])
+        random_ops_(sources, np.flatnonzero(augmented), self.ops, self.severity, rng, x)
         mixed = to_float(sources[:n])
         gen = torch_generator(rng, device)
         mixes = [TENSOR_MIXINGS[mix] for mix in PIXMIX_MIXINGS]
@@ -114,7 +113,7 @@ class PixMix(MixViews):
                 mixes, np.bincount(op, minlength=len(mixes)).tolist(), self.beta, rng
             )
             idx, other_idx, *params = upload([order, order + (r + 1) * n, *groups.host()], device)
-            other = to_float(sources.index_select(0, other_idx))
+            other = sources.index_select(0, other_idx)
             out = groups.apply(mixed.index_select(0, idx), other, params, gen)
             mixed.index_copy_(0, idx, out.clamp_(0, 1))
         return mixed

@@ -71,13 +71,22 @@ Draw = Callable[[float, np.random.Generator, int, tuple[int, int]], np.ndarray]
 
 
 def upload(arrays: Sequence[np.ndarray], device: torch.device) -> list[torch.Tensor]:
-    """Host arrays -> tensors on ``device`` in one copy that never waits for the device.
+    """Host arrays -> tensors on ``device`` without ever waiting for the device.
 
     A plain ``torch.from_numpy(a).to("cuda")`` synchronises the stream (the host stalls until
-    all queued GPU work is done), once per array. Here the arrays are packed, 8-byte aligned,
-    into one (pinned, on CUDA) byte buffer, sent with one non-blocking copy and viewed back
-    with their dtypes and shapes, so a batch's parameters cost one transfer and no sync."""
+    all queued GPU work is done), once per array. On CUDA the arrays therefore travel in one
+    non-blocking copy (:func:`send_packed`); on the CPU the tensors share the arrays' memory,
+    with no copy at all."""
     arrays = [np.ascontiguousarray(a) for a in arrays]
+    if device.type == "cpu":
+        return [torch.from_numpy(a if a.flags.writeable else a.copy()) for a in arrays]
+    return send_packed(arrays, device)
+
+
+def send_packed(arrays: Sequence[np.ndarray], device: torch.device) -> list[torch.Tensor]:
+    """Contiguous host arrays packed, 8-byte aligned, into one (pinned, on CUDA) byte buffer,
+    sent with one non-blocking copy and viewed back with their dtypes and shapes, so a batch's
+    parameters cost one transfer and no sync."""
     offsets = np.cumsum([0] + [-(-a.nbytes // 8) * 8 for a in arrays])
     pinned = device.type == "cuda"
     host = torch.empty(int(offsets[-1]), dtype=torch.uint8, pin_memory=pinned)
@@ -108,6 +117,21 @@ def arange(n: int, device: torch.device, dtype: torch.dtype = torch.int64) -> to
     return torch.arange(n, device=device, dtype=dtype)
 
 
+def copy_rows_(dst: torch.Tensor, index: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
+    """``dst.index_copy_(0, index, src)``, uint8 images moved as the widest words their rows
+    allow: the same bytes, some 5x faster on the CPU, whose ``index_copy_`` goes byte by byte."""
+    width = 1
+    if dst.dtype == torch.uint8 and dst.is_contiguous() and src.is_contiguous():
+        width = math.gcd(8, dst[0].numel(), dst.storage_offset(), src.storage_offset())
+    if width == 1:
+        return dst.index_copy_(0, index, src)
+    word = _WORDS[width]
+    dst.view(len(dst), -1).view(word).index_copy_(0, index, src.view(len(src), -1).view(word))
+    return dst
+
+
+_WORDS = {2: torch.int16, 4: torch.int32, 8: torch.int64}
+
 # --- per-image magnitudes, vectorised (the ops.py helpers, one value per image) ----------------
 
 
@@ -133,13 +157,13 @@ def flt_par(lev: np.ndarray, vmax: float) -> np.ndarray:
 # --- look-up tables ------------------------------------------------------------------------------
 
 
-def histograms(x: torch.Tensor) -> torch.Tensor:
-    """uint8 (n, 3, H, W) -> int32 (n, 3, 256): one histogram per image channel."""
-    rows = x.shape[0] * x.shape[1]
-    index = x.reshape(rows, -1).long()
-    ones = _ones_int32(x.device).expand_as(index)
-    h = torch.zeros(rows, 256, dtype=torch.int32, device=x.device).scatter_add_(1, index, ones)
-    return h.reshape(*x.shape[:2], 256)
+def histograms(index: torch.Tensor) -> torch.Tensor:
+    """int64 pixel values (n, 3, H*W) -> int32 (n, 3, 256): one histogram per image channel."""
+    rows = index.shape[0] * index.shape[1]
+    index = index.reshape(rows, -1)
+    ones = _ones_int32(index.device).expand_as(index)
+    h = torch.zeros(rows, 256, dtype=torch.int32, device=index.device).scatter_add_(1, index, ones)
+    return h.reshape(-1, 3, 256)
 
 
 @functools.cache
@@ -147,22 +171,21 @@ def _ones_int32(device: torch.device) -> torch.Tensor:
     return torch.ones(1, dtype=torch.int32, device=device)
 
 
-def apply_lut(x: torch.Tensor, lut: torch.Tensor) -> torch.Tensor:
-    """uint8 (n, 3, H, W) through per-channel uint8 tables (n, 3, 256) -> uint8."""
-    n, c = x.shape[:2]
-    return lut.gather(2, x.reshape(n, c, -1).long()).reshape(x.shape)
+def apply_lut(index: torch.Tensor, lut: torch.Tensor) -> torch.Tensor:
+    """int64 pixel values (n, 3, H*W) through per-channel uint8 tables (n, 3, 256) -> uint8."""
+    return lut.gather(2, index)
 
 
 def equalize_lut(h: torch.Tensor, params: None = None) -> torch.Tensor:
     """``ImageOps.equalize`` from :func:`histograms` ``h``: step = (pixels - count of the top
     value) // 255, then lut[i] = (step // 2 + pixels below i) // step, identity when step is 0,
     clipped to 255."""
-    cum = h.cumsum(-1)  # int64
-    top = (cum < cum[..., -1:]).sum(-1, keepdim=True)  # the highest value present
-    step = (cum[..., -1:] - h.gather(-1, top)) // 255
-    below = cum - h
-    lut = (step // 2 + below) // step.clamp(min=1)
-    return torch.where(step > 0, lut, arange(256, h.device)).clamp(max=255).to(torch.uint8)
+    cum = h.cumsum(-1, dtype=torch.int32)  # int32 is exact: at most H * W
+    total = cum[..., -1:]
+    top = (cum < total).sum(-1, keepdim=True, dtype=torch.int64)  # the highest value present
+    step = (total - h.gather(-1, top)) // 255
+    lut = (cum - h).add_(step // 2).div_(step.clamp(min=1), rounding_mode="floor")
+    return torch.where(step > 0, lut, arange(256, h.device)).clamp_(max=255).to(torch.uint8)
 
 
 def autocontrast_lut(h: torch.Tensor, cut: torch.Tensor | None = None) -> torch.Tensor:
@@ -170,13 +193,13 @@ def autocontrast_lut(h: torch.Tensor, cut: torch.Tensor | None = None) -> torch.
     pixels (int64 (n,), see :func:`_cutoff`; None: none) at each end of every channel's
     histogram, then stretch [lo, hi] to [0, 255] with PIL's float formula."""
     cut = 0 if cut is None else cut.view(-1, 1, 1)
-    lo = (h.cumsum(-1) <= cut).sum(-1, keepdim=True)
-    hi = 255 - (h.flip(-1).cumsum(-1) <= cut).sum(-1, keepdim=True)
+    lo = (h.cumsum(-1, dtype=torch.int32) <= cut).sum(-1, keepdim=True)
+    hi = 255 - (h.flip(-1).cumsum(-1, dtype=torch.int32) <= cut).sum(-1, keepdim=True)
     # a tensor numerator: ``255.0 / t`` would multiply by a rounded reciprocal, unlike Python
     scale = torch.full_like(lo, 255, dtype=torch.float64) / (hi - lo).clamp(min=1)
     ix = arange(256, h.device, torch.float64)
-    lut = torch.trunc(ix * scale + -lo.double() * scale).clamp(0, 255).long()
-    return torch.where(hi > lo, lut, arange(256, h.device)).to(torch.uint8)
+    lut = (ix * scale + -lo.double() * scale).trunc_().clamp_(0, 255)  # whole numbers
+    return torch.where(hi > lo, lut, ix).to(torch.uint8)
 
 
 _IDENTITY = np.arange(256)
@@ -228,8 +251,11 @@ def affine_apply(x: torch.Tensor, terms: torch.Tensor) -> torch.Tensor:
     a, br, c0, dr, e, f0 = terms.view(6, -1, 1, 1)
     u = _grid_axis(width, x.device)
     v = _grid_axis(height, x.device).view(-1, 1)
-    grid = torch.stack([a * u + (br * v + c0), dr * u + (e * v + f0)], -1)
-    inside = ((grid >= -1) & (grid < 1)).all(-1).unsqueeze(1)
+    grid = torch.empty(len(x), height, width, 2, dtype=torch.float64, device=x.device)
+    torch.add(a * u, br * v + c0, out=grid[..., 0])
+    torch.add(dr * u, e * v + f0, out=grid[..., 1])
+    inside = (grid >= -1).logical_and_(grid < 1)
+    inside = inside[..., 0].logical_and(inside[..., 1]).unsqueeze(1)
     out = F.grid_sample(
         x.double(), grid, mode="bilinear", padding_mode="border", align_corners=False
     )
@@ -242,33 +268,24 @@ def _grid_axis(size: int, device: torch.device) -> torch.Tensor:
     return (torch.arange(size, device=device, dtype=torch.float64) * 2 + 1) / size - 1
 
 
-def shift_indices(offsets: np.ndarray, height: int, width: int) -> list[np.ndarray]:
-    """Integer (dx, dy) per image -> source rows (n, H) and columns (n, W), clipped, and
-    whether each is inside (bool, same shapes): what :func:`shift_apply` gathers."""
-    offsets = np.asarray(offsets, np.int64)
-    rows = np.arange(height) + offsets[:, 1:]
-    cols = np.arange(width) + offsets[:, :1]
-    return [
-        rows.clip(0, height - 1),
-        cols.clip(0, width - 1),
-        (rows >= 0) & (rows < height),
-        (cols >= 0) & (cols < width),
-    ]
-
-
-def shift_apply(
+def crops(
     x: torch.Tensor,
-    rows: torch.Tensor,
-    cols: torch.Tensor,
-    row_in: torch.Tensor,
-    col_in: torch.Tensor,
+    index: torch.Tensor,
+    top: torch.Tensor,
+    left: torch.Tensor,
+    size: tuple[int, int],
 ) -> torch.Tensor:
+    """``x[index[i], :, top[i] : top[i] + h, left[i] : left[i] + w]`` for every i -> (n, C, h,
+    w): one index into x's view of all its h x w windows, no per-pixel index tensors."""
+    return x.unfold(2, size[0], 1).unfold(3, size[1], 1)[index, :, top, left]
+
+
+def shift_apply(x: torch.Tensor, pad: int, top: torch.Tensor, left: torch.Tensor) -> torch.Tensor:
     """PIL's affine (1, 0, dx, 0, 1, dy), whose sample points fall on pixel centres:
-    out(x, y) = in(x + dx, y + dy), black outside; two gathers and a mask, any offsets."""
-    n, c, h, w = x.shape
-    out = x.gather(2, rows.view(n, 1, h, 1).expand(n, c, h, w))
-    out = out.gather(3, cols.view(n, 1, 1, w).expand(n, c, h, w))
-    return out.mul_(row_in.view(n, 1, h, 1) & col_in.view(n, 1, 1, w))
+    out(x, y) = in(x + dx, y + dy), black outside: the crop at (pad + dy, pad + dx) of the
+    image zero-padded by ``pad`` >= every |offset|."""
+    padded = F.pad(x, (pad,) * 4)
+    return crops(padded, arange(len(x), x.device), top, left, x.shape[2:])
 
 
 def rotate_coeffs(
@@ -379,7 +396,7 @@ class TensorOp:
     * ``"lut"``: ``make(hist, params)`` gives uint8 tables (n, 3, 256) from the images'
       :func:`histograms` (made once for all of them);
     * ``"affine"``: PIL coefficients (n, 6), one ``grid_sample``;
-    * ``"shift"``: integer offsets (n, 2), two gathers;
+    * ``"shift"``: integer offsets (n, 2), one crop of the zero-padded images;
     * ``"image"``: ``make(images, params)`` gives the images.
 
     Parameters of ``"lut"`` and ``"image"`` ops reach ``make`` as tensors on the images' device.
@@ -439,8 +456,8 @@ def random_ops_(
     src: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``ops.random_op`` for the images ``rows`` of a uint8 batch, in place: ``dst[i] =
-    op_i(src[i])`` with an op drawn uniformly per image and its parameters per image (``src``
-    defaults to ``dst``; ``rows`` distinct).
+    op_i(src[i % len(src)])`` with an op drawn uniformly per image and its parameters per image
+    (``src`` defaults to ``dst``, a shorter one repeats without a copy; ``rows`` distinct).
 
     All draws are made on the host first; the row indices and every parameter go to the device
     in one :func:`upload`; the images are gathered once, sorted by kind, each kind is served by
@@ -458,9 +475,8 @@ def random_ops_(
             top = TENSOR_OPS[op]
             params = None if top.draw is None else top.draw(severity, rng, picked.size, size)
             picks[top.kind].append((top, picked, params))
-    host: dict[Any, np.ndarray] = {
-        "order": np.concatenate([picked for kind in _KINDS for _, picked, _ in picks[kind]])
-    }
+    order = np.concatenate([picked for kind in _KINDS for _, picked, _ in picks[kind]])
+    host: dict[Any, np.ndarray] = {"order": order, "source": order % len(src)}
     if picks["table"]:
         host["table"] = np.concatenate([top.make(p, len(r)) for top, r, p in picks["table"]])
     for kind in ("lut", "image"):
@@ -469,29 +485,32 @@ def random_ops_(
         host["affine"] = affine_terms(np.concatenate([p for *_, p in picks["affine"]]), *size)
     if picks["shift"]:
         offsets = np.concatenate([p for *_, p in picks["shift"]])
-        host |= dict(enumerate(shift_indices(offsets, *size)))
+        pad = int(np.abs(offsets).max())
+        host |= {"shift": pad + offsets[:, ::-1].T}  # (top, left) of each crop
     sent = dict(zip(host, upload(list(host.values()), dst.device), strict=True))
 
-    images = src.index_select(0, sent["order"])
+    images = src.index_select(0, sent["source"])
     counts = [sum(len(r) for _, r, _ in picks[kind]) for kind in _KINDS]
     by_kind = dict(zip(_KINDS, images.split(counts), strict=True))
     results: list[torch.Tensor] = []
     if picks["table"] or picks["lut"]:
+        both = images[: counts[0] + counts[1]]
+        index = both.reshape(len(both), 3, -1).long()  # pixel values, for histograms and tables
         tables = [sent["table"][:, None].expand(-1, 3, -1)] if picks["table"] else []
         if picks["lut"]:
-            hist = histograms(by_kind["lut"]).split([len(r) for _, r, _ in picks["lut"]])
+            hist = histograms(index[counts[0] :]).split([len(r) for _, r, _ in picks["lut"]])
             for i, ((top, _, _), h) in enumerate(zip(picks["lut"], hist, strict=True)):
                 tables.append(top.make(h, sent.get(("lut", i))))
-        both = images[: counts[0] + counts[1]]
-        results.append(apply_lut(both, torch.cat(tables) if len(tables) > 1 else tables[0]))
+        lut = torch.cat(tables) if len(tables) > 1 else tables[0]
+        results.append(apply_lut(index, lut).view(both.shape))
     if picks["affine"]:
         results.append(affine_apply(by_kind["affine"], sent["affine"]))
     if picks["shift"]:
-        results.append(shift_apply(by_kind["shift"], *(sent[i] for i in range(4))))
+        results.append(shift_apply(by_kind["shift"], pad, *sent["shift"]))
     parts = by_kind["image"].split([len(r) for _, r, _ in picks["image"]])
     for i, ((top, _, _), part) in enumerate(zip(picks["image"], parts, strict=True)):
         results.append(top.make(part, sent.get(("image", i))))
-    return dst.index_copy_(0, sent["order"], torch.cat(results) if len(results) > 1 else results[0])
+    return copy_rows_(dst, sent["order"], torch.cat(results) if len(results) > 1 else results[0])
 
 
 # --- pixel mixing operators (float32 [0, 1], per-image parameters) --------------------------------
@@ -506,12 +525,18 @@ MixApply = Callable[
 class TensorMix:
     """A pixel mixing operator in two halves, so that a caller can send the parameters of all
     its groups of images in one :func:`upload`: ``draw(beta, rng, n)`` makes the per-image
-    parameters on the host (float32 (n,) arrays), ``apply(x1, x2, params, gen)`` mixes with
-    them on the device (each (n, 1, 1, 1)). Calling it, ``mix(x1, x2, beta, rng, gen)``, does
-    both."""
+    parameters on the host (float32 (n,) arrays), ``apply(x1, x2, params, gen)`` mixes float
+    images with them on the device (each (n, 1, 1, 1)), in place: it may overwrite both inputs
+    and returns the mix, x1 itself for the built-in operators (no new buffers). Calling it,
+    ``mix(x1, x2, beta, rng, gen)``, does both on copies.
+
+    :meth:`apply_any` also takes uint8 images (the float ones x 255, as :func:`to_float` reads
+    them): a ``selects`` operator (every output element is x1's or x2's) runs on the bytes as
+    they are, the others on :func:`to_float` of them."""
 
     draw: MixDraw
     apply: MixApply
+    selects: bool = False
 
     def __call__(
         self,
@@ -521,7 +546,25 @@ class TensorMix:
         rng: np.random.Generator,
         gen: torch.Generator,
     ) -> torch.Tensor:
-        return self.apply(x1, x2, per_image(self.draw(beta, rng, len(x1)), x1), gen)
+        params = per_image(self.draw(beta, rng, len(x1)), x1)
+        return self.apply(x1.clone(), x2.clone(), params, gen)
+
+    def apply_any(
+        self,
+        x1: torch.Tensor,
+        x2: torch.Tensor,
+        params: Sequence[torch.Tensor],
+        gen: torch.Generator,
+    ) -> torch.Tensor:
+        """``apply`` on float32 or uint8 images (either input; float32 out unless both are
+        uint8 and the operator selects)."""
+        if self.selects and x1.dtype == x2.dtype:
+            return self.apply(x1, x2, params, gen)
+        return self.apply(_as_float(x1), _as_float(x2), params, gen)
+
+
+def _as_float(x: torch.Tensor) -> torch.Tensor:
+    return to_float(x) if x.dtype == torch.uint8 else x
 
 
 def sample_ab(beta: float, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -552,14 +595,14 @@ def _add(
 ) -> torch.Tensor:
     a, b = ab
     # (a (2 x1 - 1) + b (2 x2 - 1) + 1) / 2, in place, in the reference's order
-    return (x1 * 2).sub_(1).mul_(a).add_((x2 * 2).sub_(1).mul_(b)).add_(1).div_(2)
+    return x1.mul_(2).sub_(1).mul_(a).add_(x2.mul_(2).sub_(1).mul_(b)).add_(1).div_(2)
 
 
 def _multiply(
     x1: torch.Tensor, x2: torch.Tensor, ab: Sequence[torch.Tensor], gen: torch.Generator
 ) -> torch.Tensor:
     a, b = ab
-    return (x1 * 2).pow_(a).mul_((x2 * 2).clamp_(min=1e-37).pow_(b)).div_(2)
+    return x1.mul_(2).pow_(a).mul_(x2.mul_(2).clamp_(min=1e-37).pow_(b)).div_(2)
 
 
 def _random_mask(channels: int | None) -> MixApply:
@@ -570,15 +613,23 @@ def _random_mask(channels: int | None) -> MixApply:
         x1: torch.Tensor, x2: torch.Tensor, thr: Sequence[torch.Tensor], gen: torch.Generator
     ) -> torch.Tensor:
         shape = (len(x1), channels or x1.shape[1], *x1.shape[2:])
-        return torch.where(torch.rand(shape, generator=gen, device=x1.device) < thr[0], x1, x2)
+        return select_(torch.rand(shape, generator=gen, device=x1.device) < thr[0], x1, x2)
 
     return apply
 
 
+def select_(mask: torch.Tensor, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+    """``torch.where(mask, x1, x2)`` into x1. For uint8 as ``x2 + mask (x1 - x2)`` modulo 256,
+    which is exact and some 20x faster on the CPU, where ``where`` is not vectorised for bytes."""
+    if x1.dtype == torch.uint8:
+        return x1.sub_(x2).mul_(mask).add_(x2)
+    return torch.where(mask, x1, x2, out=x1)
+
+
 add = TensorMix(_draw_ab, _add)
 multiply = TensorMix(_draw_ab, _multiply)
-random_pixels = TensorMix(_draw_threshold, _random_mask(1))
-random_elems = TensorMix(_draw_threshold, _random_mask(None))
+random_pixels = TensorMix(_draw_threshold, _random_mask(1), selects=True)
+random_elems = TensorMix(_draw_threshold, _random_mask(None), selects=True)
 
 TENSOR_MIXINGS: dict[mixing_ops.MixOp, TensorMix] = {
     mixing_ops.add: add,
@@ -611,27 +662,39 @@ class MixGroups:
         return [np.asarray(v, np.float32) for p in self.params for v in p]
 
     def apply(
-        self, x1: torch.Tensor, x2: torch.Tensor, sent: Sequence[torch.Tensor], gen: torch.Generator
+        self,
+        x1: torch.Tensor,
+        x2: torch.Tensor,
+        sent: Sequence[torch.Tensor],
+        gen: torch.Generator,
+        lower: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """x1, x2 sorted by group; ``sent``: :meth:`host` on the device -> the mixed images."""
+        """x1, x2 sorted by group, float32 or uint8 (see :meth:`TensorMix.apply_any`); ``sent``:
+        :meth:`host` on the device -> the mixed images, written into x1 (x2 may be overwritten
+        too). uint8 x1 takes a float mix back with ``lower`` (a quantizer)."""
         values = iter(sent)
-        out = []
         groups = zip(
             self.mixes, self.params, x1.split(self.sizes), x2.split(self.sizes), strict=True
         )
         for mix, params, a, b in groups:
             p = [next(values).view(-1, 1, 1, 1) for _ in params]
-            if len(a):
-                out.append(mix.apply(a, b, p, gen))
-        return torch.cat(out) if len(out) > 1 else out[0]
+            if not len(a):
+                continue
+            mixed = mix.apply_any(a, b, p, gen)
+            if mixed.dtype != a.dtype:
+                assert lower is not None, "uint8 x1 needs a quantizer"
+                mixed = lower(mixed)
+            if mixed is not a:
+                a.copy_(mixed)
+        return x1
 
 
 def quantize_faithful(p: torch.Tensor) -> torch.Tensor:
     """``mixing_ops.quantize_faithful`` on a float32 batch: x 255, truncate, wrap mod 256
-    (non-finite -> 0). Every float32 of magnitude >= 2**32 is a multiple of 256, so only smaller
-    values need wrapping, which their int64 low byte does (two's complement: -3 -> 253)."""
-    v = (p.float() * 255).trunc_()
-    return v.masked_fill_(v.abs() >= 2**32, 0).long().to(torch.uint8)
+    (non-finite -> 0). Every float32 of magnitude >= 2**31 is a multiple of 256, so clamping to
+    +-2**32 keeps every result, and the int64 cast (which truncates) holds the wrapped value in
+    its low byte (two's complement: -3 -> 253; NaN's is 0)."""
+    return (p.float() * 255).clamp_(-(2**32), 2**32).long().to(torch.uint8)
 
 
 def quantize_clamped(p: torch.Tensor) -> torch.Tensor:
@@ -652,7 +715,7 @@ def torch_generator(rng: np.random.Generator, device: torch.device) -> torch.Gen
 
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
     """Float [0, 1] images (uint8 / 255, as the trainer makes them) back to uint8."""
-    return (x * 255).round().clamp(0, 255).to(torch.uint8)
+    return (x * 255).round_().clamp_(0, 255).to(torch.uint8)
 
 
 def to_float(x: torch.Tensor) -> torch.Tensor:
@@ -671,5 +734,5 @@ def mix_chains(
     w, m = upload([w, rng.beta(alpha, alpha, n).astype(np.float32)], x.device)
     m = m.view(-1, 1, 1, 1)
     # one contraction (the reference sums chain by chain: a float32 rounding apart)
-    acc = torch.einsum("nk,kn...->n...", w, chains.float()) / 255
-    return ((1 - m) * to_float(x) + m * acc).clamp_(0, 1)
+    acc = torch.einsum("nk,kn...->n...", w, chains.float()).div_(255)
+    return to_float(x).mul_(1 - m).add_(acc.mul_(m)).clamp_(0, 1)

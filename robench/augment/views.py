@@ -26,7 +26,7 @@ import torch
 from robench.augment.base import Augmentation, to_float_chw
 from robench.augment.crop_flip import flip_crop, flip_crop_batch
 from robench.augment.jsd import jsd_consistency
-from robench.augment.tensor_ops import to_float, to_uint8, upload
+from robench.augment.tensor_ops import crops, to_float, to_uint8, upload
 from robench.data.mixing import MixingSet, load_mixing_set
 from robench.errors import ConfigError
 
@@ -120,12 +120,8 @@ class MixViews(Augmentation):
         crop = self.mixing.crop
         h, w = self.mixing.sizes[i].T
         top, left = (rng.integers(s - crop + 1) for s in (h, w))
-        span = np.arange(crop)
-        i, rows, cols = upload([i, top[:, None] + span, left[:, None] + span], device)
-        chosen = pictures.index_select(0, i)
-        rows = rows[:, None, :, None].expand(-1, 3, -1, chosen.shape[3])
-        cols = cols[:, None, None, :].expand(-1, 3, crop, -1)
-        return chosen.gather(2, rows).gather(3, cols)
+        i, top, left = upload([i, top, left], device)
+        return crops(pictures, i, top, left, (crop, crop))
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickled (DataLoader workers, checks) without the device copy of the mixing set."""

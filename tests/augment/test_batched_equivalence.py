@@ -378,10 +378,54 @@ def test_upload_keeps_values_dtypes_and_shapes() -> None:
         np.arange(9, dtype=np.uint8)[::2],  # not contiguous
         np.float32([0.1, 3e38]),
     ]
-    sent = tensor_ops.upload(arrays, torch.device("cpu"))
-    for a, t in zip(arrays, sent, strict=True):
-        assert t.dtype == torch.from_numpy(np.ascontiguousarray(a)).dtype and t.shape == a.shape
-        assert np.array_equal(t.numpy(), a)
+    cpu = torch.device("cpu")
+    packed = tensor_ops.send_packed([np.ascontiguousarray(a) for a in arrays], cpu)
+    for sent in (tensor_ops.upload(arrays, cpu), packed):
+        for a, t in zip(arrays, sent, strict=True):
+            assert t.dtype == torch.from_numpy(np.ascontiguousarray(a)).dtype
+            assert t.shape == a.shape and np.array_equal(t.numpy(), a)
+
+
+def test_byte_shortcuts_are_exact() -> None:
+    """What the batched paths do on uint8 images instead of the obvious op gives the same
+    bytes: quantizing :func:`to_float` gives every byte back (selecting operators skip the
+    round trip), ``select_`` is ``torch.where``, ``copy_rows_`` is ``index_copy_`` and
+    ``crops`` is slicing."""
+    byte = torch.arange(256, dtype=torch.uint8).view(1, 1, 1, 256)
+    for quantize in tensor_ops.TENSOR_QUANTIZERS.values():
+        assert torch.equal(quantize(tensor_ops.to_float(byte)), byte)
+    g = torch.Generator().manual_seed(0)
+    x1, x2 = (torch.randint(0, 256, (6, 3, 5, 7), dtype=torch.uint8, generator=g) for _ in "ab")
+    for shape in [(6, 3, 5, 7), (6, 1, 5, 7), (6, 1, 5, 1)]:
+        mask = torch.rand(shape, generator=g) < 0.5
+        want = torch.where(mask, x1, x2)
+        assert torch.equal(tensor_ops.select_(mask, x1.clone(), x2), want)
+        assert torch.equal(tensor_ops.select_(mask, x1.float(), x2.float()), want.float())
+    index = torch.tensor([4, 0, 2])
+    for dst in (torch.zeros(5, 3, 8, 8, dtype=torch.uint8), torch.zeros(5, 3, 5, 7).byte()):
+        src = torch.randint(0, 256, (3, *dst.shape[1:]), dtype=torch.uint8, generator=g)
+        want = dst.clone().index_copy_(0, index, src)
+        assert torch.equal(tensor_ops.copy_rows_(dst, index, src), want)
+    source, top, left = torch.tensor([0, 5, 0]), torch.tensor([0, 3, 1]), torch.tensor([2, 0, 5])
+    got = tensor_ops.crops(x1, source, top, left, (2, 2))
+    for i, (j, t, u) in enumerate(zip(*(v.tolist() for v in (source, top, left)), strict=True)):
+        assert torch.equal(got[i], x1[j, :, t : t + 2, u : u + 2])
+
+
+def test_mix_groups_on_bytes_match_the_float_path() -> None:
+    """IPMix mixes uint8 chain states: every operator group must give what quantizing the mix
+    of the float images gives."""
+    g = torch.Generator().manual_seed(1)
+    x1, x2 = (torch.randint(0, 256, (40, 3, 8, 8), dtype=torch.uint8, generator=g) for _ in "ab")
+    mixes = list(tensor_ops.TENSOR_MIXINGS.values())
+    groups = tensor_ops.MixGroups.draw(mixes, [7, 12, 0, 21], 3.0, np.random.default_rng(0))
+    sent = tensor_ops.upload(groups.host(), x1.device)
+    quantize = tensor_ops.quantize_faithful
+    floats = groups.apply(
+        tensor_ops.to_float(x1), tensor_ops.to_float(x2), sent, torch.Generator().manual_seed(2)
+    )
+    got = groups.apply(x1.clone(), x2.clone(), sent, torch.Generator().manual_seed(2), quantize)
+    assert torch.equal(got, quantize(floats))
 
 
 def test_bench_times_both_paths() -> None:

@@ -118,7 +118,9 @@ def test_the_set_travels_to_workers_by_value_not_through_shared_memory() -> None
     the set must go through the pipe instead (a pickle that holds the bytes)."""
     images = torch.randint(0, 256, (500, 3, 32, 32), dtype=torch.uint8)
     labels = torch.arange(500) % 10
-    stage = BatchStage(images, labels, create_augmentation("baseline", num_classes=10), torch.device("cpu"))
+    stage = BatchStage(
+        images, labels, create_augmentation("baseline", num_classes=10), torch.device("cpu")
+    )
     stage[0, torch.arange(4), [0]]  # makes the device copy, which must stay behind
     sent = ForkingPickler.dumps(stage)
     assert len(sent) > images.numel()
