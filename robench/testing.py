@@ -310,6 +310,15 @@ def check_metric(
     )
     state = model.state_dict()
     _require(all(torch.equal(state[k], v) for k, v in params.items()), what, "modified the model")
+    headline = getattr(fn, "headline", None) or {}
+    for name, info in dict(headline).items():
+        _require(name in first.values, what, f"headline value {name!r} is not among its values")
+        keys = set(info) if isinstance(info, dict) else set()
+        _require(
+            {"title", "unit"} <= keys <= {"title", "unit", "higher_is_better"},
+            what,
+            f"headline {name!r} must be {{title, unit[, higher_is_better]}}, got {info!r}",
+        )
     return first
 
 

@@ -28,6 +28,8 @@ from robench.evaluate.base import MetricResult
 from robench.models import create_model
 from robench.pipeline import evaluate_run, train
 from robench.plugins import MODELS, PROBLEMS, discover
+from robench.report.leaderboard import leaderboard
+from robench.report.tables import gather_runs
 from robench.testing import check_augmentation, check_dataset, check_metric, check_model
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "robench-noisemix"
@@ -113,6 +115,12 @@ def test_example_package_trains_and_evaluates_by_name(install: Install, tiny_con
     doc = evaluate_run(run_dir, ["noise_error"], options={"noise_error": {"sigma": 0.5}})
     assert doc["metrics"]["noise_error"]["noise_sigma"] == 0.5
     assert "clean" in doc["metrics"]  # earlier numbers are kept
+    # its declared headline value is a leaderboard column; its other values are not
+    board = leaderboard(gather_runs(cfg.results_dir), cfg.results_dir)
+    assert board["noise_error"].iloc[0] == pytest.approx(
+        doc["metrics"]["noise_error"]["noise_error"]
+    )
+    assert "noise_sigma" not in board
 
 
 def test_example_package_passes_the_protocol_checks(install: Install) -> None:

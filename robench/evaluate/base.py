@@ -7,7 +7,10 @@ and per-example records (so reports can bootstrap confidence intervals and pair 
 
 A metric may also carry ``metric.validate(**options)``: called with the configured options
 before any work (before training, too), it raises a ``ConfigError``/``DataError`` for options
-that cannot work, such as a benchmark folder that is not there.
+that cannot work, such as a benchmark folder that is not there. And ``metric.headline``,
+``{value name: {"title": ..., "unit": ..., "higher_is_better": False}}``, names the values that
+``robench report`` treats as headline numbers: leaderboard columns (mean, std and CI over
+seeds), a bar chart, page columns, after the built-in ones.
 """
 
 from __future__ import annotations

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from robench.errors import RobenchError
+from robench.evaluate.base import METRICS
 from robench.report.examples import run_examples
 from robench.report.stats import bootstrap_interval, t_interval
 from robench.report.tables import RECIPE_COLUMNS
@@ -54,6 +56,29 @@ HEADLINE = {
     "pgd_error": MetricInfo("PGD error", "%"),
     "ood_auroc_mean": MetricInfo("OOD AUROC (mean over sets)", "%", higher_is_better=True),
 }
+
+
+def headline_metrics() -> dict[str, MetricInfo]:
+    """The built-in headline metrics, then those that metric plugins declare.
+
+    A metric plugin names its headline values in a ``headline`` attribute, ``{value name:
+    {"title": ..., "unit": ..., "higher_is_better": ...}}`` (see :mod:`robench.evaluate.base`);
+    they get leaderboard columns, a bar chart and page columns like the built-in ones. A
+    declaration that is not such a mapping is an error naming the plugin."""
+    out = dict(HEADLINE)
+    for name in METRICS.names():
+        declared = getattr(METRICS.get(name), "headline", None) or {}
+        try:
+            infos = {value: MetricInfo(**info) for value, info in dict(declared).items()}
+        except (TypeError, ValueError) as err:
+            raise RobenchError(
+                f"metric plugin {name!r} has a malformed headline ({err}); it must map value "
+                "names to {title = ..., unit = ..., higher_is_better = ...}"
+            ) from None
+        out |= {value: info for value, info in infos.items() if value not in HEADLINE}
+    return out
+
+
 T_SEEDS = "t over seeds"
 BOOTSTRAP = "bootstrap over test examples"
 
@@ -64,7 +89,7 @@ def leaderboard(runs: pd.DataFrame, results_dir: str | Path) -> pd.DataFrame:
     Columns: the recipe columns, ``n_seeds``, ``seeds``, ``ci_method``, then for each headline
     metric present in some run ``<m>`` (mean), ``<m>_std``, ``<m>_ci_low``, ``<m>_ci_high``.
     """
-    metrics = [m for m in HEADLINE if m in runs and runs[m].notna().any()]
+    metrics = [m for m in headline_metrics() if m in runs and runs[m].notna().any()]
     rows = []
     for _, group in runs.groupby("recipe", sort=False):
         first = group.iloc[0]

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from robench.io import write_text
-from robench.report.leaderboard import BOOTSTRAP, HEADLINE, T_SEEDS
+from robench.report.leaderboard import BOOTSTRAP, T_SEEDS, headline_metrics
 
 if TYPE_CHECKING:
     from robench.report.build import Report
@@ -46,7 +46,7 @@ def _cell(mean: float, std: float, low: float, high: float, ci: bool) -> str:
 
 
 def column_title(metric: str) -> str:
-    info = HEADLINE[metric]
+    info = headline_metrics()[metric]
     return f"{metric} ({info.unit}) {'↑' if info.higher_is_better else '↓'}"
 
 
@@ -55,7 +55,7 @@ def display_table(board: pd.DataFrame, *, ci: bool = True) -> pd.DataFrame:
     ident = ["label", "setting"] if board["setting"].nunique() > 1 else ["label"]
     out = board[ident].rename(columns={"label": "method"}).copy()
     out["seeds"] = board["n_seeds"]
-    for m in (m for m in HEADLINE if m in board):
+    for m in (m for m in headline_metrics() if m in board):
         out[column_title(m)] = [
             _cell(r[m], r[f"{m}_std"], r[f"{m}_ci_low"], r[f"{m}_ci_high"], ci)
             for _, r in board.iterrows()

@@ -17,7 +17,7 @@ from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 
 from robench.io import atomic_write
-from robench.report.leaderboard import HEADLINE, MetricInfo
+from robench.report.leaderboard import MetricInfo, headline_metrics
 from robench.report.tables import METHOD_ORDER, PIVOT_ID
 from robench.runs import runs_root
 
@@ -100,7 +100,7 @@ def bar_chart(board: pd.DataFrame, metric: str, out_dir: Path) -> Plot:
 
     Horizontal bars, so that long labels (options, several settings) stay readable.
     """
-    info = HEADLINE[metric]
+    info = headline_metrics()[metric]
     rows = board[board[metric].notna()]
     labels = _labels(rows)
     lines = max(label.count("\n") + 1 for label in labels)
@@ -278,14 +278,15 @@ def reliability_diagrams(
 
 def summary(board: pd.DataFrame, out_dir: Path) -> Plot:
     """Every headline metric at a glance: one small bar panel per metric."""
-    metrics = [m for m in HEADLINE if m in board and board[m].notna().any()]
+    headline = headline_metrics()
+    metrics = [m for m in headline if m in board and board[m].notna().any()]
     ncols = min(len(metrics), 4)
     nrows = -(-len(metrics) // ncols)
     labels = _labels(board)
     fig = _figure(3.4 * ncols, (0.32 * len(board) + 1.3) * nrows + 0.4)
     y = np.arange(len(board))
     for k, metric in enumerate(metrics):
-        info = HEADLINE[metric]
+        info = headline[metric]
         ax = fig.add_subplot(nrows, ncols, k + 1)
         colours, hatches = _colours(board["method"]), _hatches(board)
         ax.barh(y, board[metric], color=colours, hatch=hatches, edgecolor="white", zorder=2)
@@ -318,9 +319,8 @@ def make_plots(
 ) -> list[Plot]:
     """Every plot the data allows, written under ``<results_dir>/plots/``."""
     out_dir = Path(results_dir) / "plots"
-    plots = [
-        bar_chart(board, m, out_dir) for m in HEADLINE if m in board and board[m].notna().any()
-    ]
+    metrics = [m for m in headline_metrics() if m in board and board[m].notna().any()]
+    plots = [bar_chart(board, m, out_dir) for m in metrics]
     if plots:
         plots.append(summary(board, out_dir))
     if not by_corruption.empty:

@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from robench.errors import RobenchError
-from robench.report.leaderboard import HEADLINE
+from robench.report.leaderboard import headline_metrics
 
 #: the file shipped with the repository (absent in a non-editable install)
 PUBLISHED_CSV = Path(__file__).resolve().parents[2] / "baselines" / "published.csv"
@@ -60,9 +60,10 @@ def load_published(path: str | Path = PUBLISHED_CSV) -> pd.DataFrame:
     missing = [c for c in COLUMNS if c not in table]
     if missing:
         raise RobenchError(f"{path}: missing columns {', '.join(missing)}")
-    unknown = sorted(set(table["metric"]) - set(HEADLINE))
+    headline = headline_metrics()
+    unknown = sorted(set(table["metric"]) - set(headline))
     if unknown:
-        raise RobenchError(f"{path}: unknown metrics {unknown}; use {', '.join(HEADLINE)}")
+        raise RobenchError(f"{path}: unknown metrics {unknown}; use {', '.join(headline)}")
     for column in ("value", "std", "epochs"):
         numbers = pd.to_numeric(table[column], errors="coerce")
         bad = table[column][numbers.isna() & table[column].notna()]
@@ -112,7 +113,7 @@ def compare(
     """
     matching, closest = [], []
     for _, row in board.iterrows():
-        for metric in (m for m in HEADLINE if m in board and not math.isnan(row[m])):
+        for metric in (m for m in headline_metrics() if m in board and not math.isnan(row[m])):
             same = published[
                 (published["method"] == row["method"]) & (published["metric"] == metric)
             ]

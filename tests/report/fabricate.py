@@ -50,8 +50,10 @@ def fabricate_run(
     metrics: tuple[str, ...] = ("clean", "calibration", "corruption", "flip", "pgd", "ood"),
     values: dict[str, float] | None = None,
     test_hash: str = "testhash",
+    extra: dict[str, dict[str, float]] | None = None,
 ) -> Path:
-    """Write one finished run under ``results_dir/runs``; returns its folder."""
+    """Write one finished run under ``results_dir/runs``; returns its folder. ``extra`` adds
+    metric groups (``{metric: {value: number}}``), as a plugin metric would."""
     options, values = options or {}, values or {}
     keep, p_clean = PROFILE.get(method, (0.8, 0.2))
     rng = np.random.default_rng([seed, len(method), epochs, sum(map(ord, method))])
@@ -123,7 +125,7 @@ def fabricate_run(
         },
         "model": {"name": model, "parameters": 690000},
         "augment": {"method": method, "num_views": 1, **RESOLVED.get(method, {}), **options},
-        "metrics": {m: results[m] for m in metrics},
+        "metrics": {m: results[m] for m in metrics} | (extra or {}),
     }
     write_metrics(run_dir, doc)
     if "corruption" in metrics:

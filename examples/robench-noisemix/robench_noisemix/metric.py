@@ -28,3 +28,9 @@ def noise_error(
         values={"noise_error": 100.0 * (1 - correct.float().mean().item()), "noise_sigma": sigma},
         records={"correct": correct.numpy()},
     )
+
+
+#: ``robench report`` shows ``noise_error`` as a headline metric (leaderboard, bar chart, page)
+noise_error.headline = {
+    "noise_error": {"title": "Error under Gaussian noise", "unit": "%", "higher_is_better": False}
+}
