@@ -83,9 +83,10 @@ class _Tasks:
 
 
 _GUARD = (
-    "train.batch_workers starts its workers with spawn, which re-imports the main script: a "
-    "script that trains through the Python API must do so under `if __name__ == '__main__':`, "
-    "or set train.batch_workers = 0"
+    "its own error is printed above. Workers start with spawn, which re-imports the main "
+    "script: a script that trains through the Python API must do so under "
+    "`if __name__ == '__main__':`. train.batch_workers = 0 makes the batches in the training "
+    "process instead"
 )
 
 

@@ -262,10 +262,11 @@ class Trainer:
         gen = torch.Generator().manual_seed(_seed(self.seed, _SHUFFLE, epoch))
         return torch.randperm(len(self.data), generator=gen)
 
-    def _step_seed(self, epoch: int, step: int) -> list[int]:
-        """The seed of a step's batch-stage generator (per rank under torchrun)."""
+    def _step_seed(self, epoch: int, step: int, tag: int = _STEP) -> list[int]:
+        """The seed of a step's draws of one purpose (``tag``; per rank under torchrun): by
+        default its batch-stage generator."""
         rank = [self.world.rank] if self.world.size > 1 else []
-        return [self.seed, _STEP, epoch, step, *rank]
+        return [self.seed, tag, epoch, step, *rank]
 
     def _prepared(self, epoch: int, first_step: int) -> Iterator[Batch]:
         """(step, what the model sees, targets, labels) from step ``first_step`` on: the
@@ -335,7 +336,6 @@ class Trainer:
         loss_sum = torch.tensor(carried.loss_sum, device=self.device)
         wrong_sum = torch.tensor(carried.wrong_sum, device=self.device)
         seen = carried.seen
-        rank = (self.world.rank,) if self.world.size > 1 else ()
         start = time.perf_counter() - partial.seconds
         steps = self._prepared(epoch, partial.step)
         bar = tqdm(
@@ -350,7 +350,7 @@ class Trainer:
         with torch.autograd.set_detect_anomaly(self.detect_anomaly), contextlib.closing(steps):
             for step, x, targets, y in bar:
                 # dropout, any torch draw; per rank under torchrun
-                torch.manual_seed(_seed(self.seed, _TORCH, epoch, step, *rank))
+                torch.manual_seed(_seed(*self._step_seed(epoch, step, _TORCH)))
                 loss, wrong = self._loss(x, targets)
                 self.optimizer.zero_grad(set_to_none=True)
                 self._scaled(loss, len(y), step).backward()
