@@ -182,6 +182,7 @@ def _train(
             "device": str(trainer.device),
             "processes": distributed.world().size,
             "amp_bf16": trainer.amp,
+            "batch_workers": trainer.batch_workers,
             "seconds_this_session": time.perf_counter() - start,
             "final_train_loss": history[-1].train_loss if history else None,
             "final_train_error": history[-1].train_error if history else None,

@@ -195,10 +195,11 @@ class Trainer:
         self._dataset = AugmentedImages(data, plugin, seed) if per_sample else None
         self._stage: BatchStage | None = None  # the batch path: the set on the device
         self._workers: BatchWorkers | None = None
-        workers = batch_workers(cfg.batch_workers, self.device)
-        if self._dataset is None and workers > 0:
+        # processes making the batch path's batches (none for the per-sample path)
+        self.batch_workers = 0 if per_sample else batch_workers(cfg.batch_workers, self.device)
+        if self.batch_workers > 0:
             stage = BatchStage(data.images, data.labels, plugin, self.device)
-            self._workers = BatchWorkers(stage, workers)
+            self._workers = BatchWorkers(stage, self.batch_workers)
         elif self._dataset is None:  # hold the uint8 set on the training device
             images, labels = data.images.to(self.device), data.labels.to(self.device)
             self._stage = BatchStage(images, labels, plugin, self.device)

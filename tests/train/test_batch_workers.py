@@ -31,7 +31,10 @@ def test_workers_make_the_same_batches_as_the_training_process(tiny_config, tmp_
     inline = tiny_config(*IPMIX, f'results_dir="{tmp_path}/inline"')
     workers = tiny_config(*IPMIX, "train.batch_workers=2", f'results_dir="{tmp_path}/workers"')
     assert run_id(inline) == run_id(workers)  # where batches are made is not what a run is
-    _assert_same(train(inline, progress=False), train(workers, progress=False))
+    runs = train(inline, progress=False), train(workers, progress=False)
+    _assert_same(*runs)
+    # the run records how many processes made its batches (the config says -1 for auto)
+    assert [read_metrics(r)["training"]["batch_workers"] for r in runs] == [0, 2]
 
 
 def test_stop_mid_epoch_with_workers_then_resume_equals_straight(
