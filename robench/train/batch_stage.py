@@ -34,6 +34,17 @@ Task = tuple[int, torch.Tensor, list[int]]
 Batch = tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]
 
 
+def batch_stage(
+    plugin: Augmentation, x: torch.Tensor, y: torch.Tensor, step: int, seed: list[int]
+) -> Batch:
+    """Step ``step``'s batch from its views ``x`` in [0, 1] and labels ``y``: the plugin's batch
+    stage, if it has one, with the generator seeded by ``seed``."""
+    targets = y
+    if plugin.has_batch:
+        x, targets = plugin.batch(x, y, np.random.default_rng(seed))
+    return step, x, targets, y
+
+
 class BatchStage(Dataset):
     """Task -> batch: gather the step's uint8 images on ``device``, scale to [0, 1], run the
     plugin's batch stage with the step's generator. The set goes to the device once, on first
@@ -51,11 +62,7 @@ class BatchStage(Dataset):
             self._on_device = (self.images.to(self.device), self.labels.to(self.device))
         images, labels = self._on_device
         idx = idx.to(self.device, non_blocking=True)
-        x, y = images[idx].float().div_(255), labels[idx]
-        targets = y
-        if self.plugin.has_batch:
-            x, targets = self.plugin.batch(x, y, np.random.default_rng(seed))
-        return step, x, targets, y
+        return batch_stage(self.plugin, images[idx].float().div_(255), labels[idx], step, seed)
 
     def __getstate__(self) -> dict[str, Any]:
         """Sent to workers without the device copy (a worker makes its own), and with the set

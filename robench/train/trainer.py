@@ -41,7 +41,7 @@ from robench.errors import ConfigError, Interrupted, RobenchError
 from robench.io import atomic_write
 from robench.runs import load_checkpoint, save_checkpoint
 from robench.train import distributed
-from robench.train.batch_stage import Batch, BatchStage, BatchWorkers
+from robench.train.batch_stage import Batch, BatchStage, BatchWorkers, batch_stage
 
 # Tags that keep the seed streams of different purposes apart.
 _SHUFFLE, _SAMPLE, _STEP, _TORCH = 1, 2, 3, 4
@@ -302,12 +302,7 @@ class Trainer:
             if x.dtype == torch.uint8:  # decoded images for the batch stage: to [0, 1] there
                 x = x.float().div_(255)
             y = y.to(self.device, non_blocking=True)
-            targets = y
-            if self.plugin.has_batch:
-                x, targets = self.plugin.batch(
-                    x, y, np.random.default_rng(self._step_seed(epoch, s))
-                )
-            yield s, x, targets, y
+            yield batch_stage(self.plugin, x, y, s, self._step_seed(epoch, s))
 
     def _my_part(self, batch: torch.Tensor) -> torch.Tensor:
         """This rank's contiguous slice of a global batch (all of it in a single process)."""
