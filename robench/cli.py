@@ -14,7 +14,7 @@ from typing import NoReturn
 
 import pandas as pd
 
-from robench.errors import Interrupted, RankError, RobenchError
+from robench.errors import Interrupted, RankError, RobenchError, one_line
 
 SHORTCUTS = {  # --flag -> config key
     "epochs": "train.epochs",
@@ -470,13 +470,13 @@ def main(argv: list[str] | None = None) -> int:
         status = args.func(args)
     except Interrupted as err:
         if _rank() == 0:
-            print(f"robench: {err}", file=sys.stderr)
+            print(f"robench: {one_line(err)}", file=sys.stderr)
         return 130
     except RobenchError as err:
         if args.debug:
             raise
         if not isinstance(err, RankError):  # rank 0 has printed it
-            print(f"robench: error: {err}", file=sys.stderr)
+            print(f"robench: error: {one_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("robench: interrupted", file=sys.stderr)

@@ -31,3 +31,16 @@ class Interrupted(RobenchError):
 class RankError(RobenchError):
     """Under torchrun, rank 0 failed with a user error; the other ranks stop with it (the CLI
     prints it once, from rank 0)."""
+
+
+def one_line(err: RobenchError) -> str:
+    """The line a user sees for ``err``. An error raised in a DataLoader worker (a file decoded
+    there, a plugin's per-sample path) reaches this process re-raised by torch with the whole
+    worker traceback as its message ("Caught DataError in DataLoader worker process 0 ...
+    robench.errors.DataError: <message>"); its own message is that last line."""
+    text = str(err).strip()
+    if "\n" not in text:
+        return text
+    last = text.rsplit("\n", 1)[1]
+    own = f"{type(err).__module__}.{type(err).__qualname__}: "
+    return last[len(own) :] if last.startswith(own) else " ".join(text.split())

@@ -28,7 +28,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from robench.errors import ConfigError, RankError, RobenchError
+from robench.errors import ConfigError, RankError, RobenchError, one_line
 
 T = TypeVar("T")
 
@@ -125,7 +125,7 @@ def on_main(fn: Callable[[], T]) -> T:
         try:
             box = [("ok", fn())]
         except RobenchError as err:
-            error, box = err, [("error", str(err))]
+            error, box = err, [("error", one_line(err))]
     dist.broadcast_object_list(box, src=0, group=_host_group)
     if error is not None:
         raise error

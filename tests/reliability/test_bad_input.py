@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from robench.cli import main
+from robench.errors import DataError, one_line
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -136,6 +137,35 @@ def test_bad_data(case, tmp_path) -> None:
     proc = _robench(*args, "--data-root", str(tmp_path / "nowhere"))
     _assert_one_line_error(proc, needle)
     _no_results(tmp_path / "r")
+
+
+def test_bad_file_decoded_in_a_dataloader_worker(tmp_path) -> None:
+    """A streamed folder (``data.image_size``) is decoded in the DataLoader workers; torch
+    re-raises a worker's error with the worker's traceback as its message: still one line."""
+    for split in ("train", "test"):
+        _folder(tmp_path / "f" / split, {"cat": [(40, 40)] * 2, "dog": [(40, 40)] * 2})
+    (tmp_path / "f" / "train" / "dog" / "bad.png").write_bytes(b"\x89PNG broken")
+    args = ["train", "--dataset", f"imagefolder:{tmp_path / 'f'}", *TINY]
+    workers = ["--set", "data.image_size=32", "--set", "train.workers=1"]
+    proc = _robench(*args, *workers, "--results-dir", str(tmp_path / "r"))
+    _assert_one_line_error(proc, "cannot decode image", "bad.png")
+    _no_results(tmp_path / "r")
+
+
+def test_one_line_takes_the_message_out_of_a_worker_traceback() -> None:
+    """What torch's DataLoader does with an exception raised in a worker process."""
+    from torch._utils import ExceptionWrapper
+
+    try:
+        raise DataError("cannot decode image x.png: broken")
+    except DataError:
+        wrapped = ExceptionWrapper(where="in DataLoader worker process 3")
+    with pytest.raises(DataError) as caught:
+        wrapped.reraise()
+    assert "\n" in str(caught.value)  # what the CLI printed before
+    assert one_line(caught.value) == "cannot decode image x.png: broken"
+    assert one_line(DataError("a b")) == "a b"
+    assert one_line(DataError("a\nb")) == "a b"  # a stray line break never splits the line
 
 
 CLI_CASES = {
