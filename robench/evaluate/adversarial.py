@@ -23,7 +23,14 @@ from tqdm.auto import tqdm
 
 from robench.data.datasets import ImageData
 from robench.errors import ConfigError
-from robench.evaluate.base import METRICS, EvalContext, MetricResult, predict_logits
+from robench.evaluate.base import (
+    METRICS,
+    EvalContext,
+    MetricResult,
+    gather_shards,
+    predict_logits,
+    shard,
+)
 from robench.io import derive_seed
 
 CENTRES = ("clean", "start")
@@ -185,6 +192,12 @@ def pgd(
     starts come from one CPU generator per restart seeded from ``ctx.seed``, drawn in example
     order, so results do not depend on the batch size. With restarts an example counts as
     robust only if it survives every one.
+
+    Under torchrun (``ctx.shard``) each process attacks its contiguous shard of the images and
+    the outcomes are gathered. Our ``pgd`` first skips the starts of the examples before its
+    shard, so it gives the one-process numbers; a torchattacks attack draws from the global RNG
+    in its own way, and each process seeds it alike, so its random starts (not its settings)
+    differ from one process's.
     """
     if eps < 0 or step_size < 0 or steps < 0 or restarts < 1 or n < 0:
         raise ConfigError(
@@ -202,12 +215,15 @@ def pgd(
     # Clean predictions in float32 too, so eps = 0 reproduces them exactly even with ctx.amp.
     fp32 = dataclasses.replace(ctx, amp=False)
     clean_correct = predict_logits(model, images, fp32, desc="pgd clean").argmax(1) == labels
-    adv_correct = torch.ones(count, dtype=torch.bool)
+    lo, hi = shard(count, ctx)
+    adv_correct = torch.ones(hi - lo, dtype=torch.bool)
     model.eval()
     cpu_only = ctx.device.type == "cpu"
     for restart in range(restarts if attack == "pgd" else 1):
         if attack == "pgd":
             generator = torch.Generator().manual_seed(derive_seed(seed, restart))
+            # the starts of the examples before this shard (one draw per element, in order)
+            torch.empty((lo, *images.shape[1:])).uniform_(generator=generator)
             run = functools.partial(
                 pgd_attack,
                 model,
@@ -231,15 +247,16 @@ def pgd(
             )
         with torch.random.fork_rng(devices=[] if cpu_only else None, device_type=ctx.device.type):
             torch.manual_seed(seed)  # torchattacks draws from the global RNG; restored after
-            starts = range(0, count, ctx.batch_size)
+            starts = range(lo, hi, ctx.batch_size)
             for start in tqdm(starts, desc=f"{attack} #{restart}", disable=not ctx.progress):
-                sl = slice(start, start + ctx.batch_size)
+                sl = slice(start, min(start + ctx.batch_size, hi))
                 x = images[sl].to(ctx.device).float().div_(255)
                 x = x.contiguous(memory_format=torch.channels_last)
                 adv = run(x, labels[sl].to(ctx.device))
                 with torch.no_grad(), torch.autocast(ctx.device.type, enabled=False):
                     pred = model(adv).float().argmax(1).cpu()
-                adv_correct[sl] &= pred == labels[sl]
+                adv_correct[start - lo : sl.stop - lo] &= pred == labels[sl]
+    adv_correct = gather_shards(adv_correct, count, ctx)
 
     settings = {
         "attack": attack,

@@ -91,12 +91,30 @@ def predict_logits(
     With ``ctx.shard`` (torchrun) each rank predicts its contiguous shard and the logits are
     all-gathered in order: every metric built on this function gets the single-process logits.
     """
+    lo, hi = shard(len(images), ctx)
+    if (lo, hi) == (0, len(images)):
+        return _predict(model, images, ctx, desc)
+    part = images.subset(range(lo, hi)) if isinstance(images, FolderImages) else images[lo:hi]
+    return gather_shards(_predict(model, part, ctx, desc), len(images), ctx)
+
+
+def shard(n: int, ctx: EvalContext) -> tuple[int, int]:
+    """The rows ``[lo, hi)`` of ``n`` inputs this process evaluates: with ``ctx.shard`` under
+    torchrun its contiguous shard (:func:`~robench.train.distributed.shard_bounds`), else all."""
     world = distributed.world()
-    if ctx.shard and 1 < world.size <= len(images):
-        lo, hi = distributed.shard_bounds(len(images), world.rank, world.size)
-        part = images.subset(range(lo, hi)) if isinstance(images, FolderImages) else images[lo:hi]
-        return distributed.gather_rows(_predict(model, part, ctx, desc), len(images), ctx.device)
-    return _predict(model, images, ctx, desc)
+    if ctx.shard and 1 < world.size <= n:
+        return distributed.shard_bounds(n, world.rank, world.size)
+    return 0, n
+
+
+def gather_shards(local: torch.Tensor, n: int, ctx: EvalContext) -> torch.Tensor:
+    """Every process's :func:`shard` rows of a per-input result, all ``n`` of them, in order,
+    on every process (on the CPU); ``local`` itself where nothing is sharded."""
+    if shard(n, ctx) == (0, n):
+        return local
+    if local.dtype == torch.bool:  # not every backend gathers bools
+        return gather_shards(local.to(torch.uint8), n, ctx).bool()
+    return distributed.gather_rows(local, n, ctx.device)
 
 
 def _predict(

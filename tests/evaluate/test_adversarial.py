@@ -170,3 +170,49 @@ def test_torchattacks_attacks_by_name() -> None:
 
 def _gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
+
+
+def test_each_shard_attacks_its_examples_from_the_one_process_starts(monkeypatch) -> None:
+    """Under torchrun every rank attacks its shard: rank r's adversarial images are rows
+    [lo, hi) of the one-process ones, bit for bit (its generator skips the earlier starts),
+    and the gathered outcomes give the one-process error."""
+    from robench.evaluate import adversarial
+    from robench.train import distributed
+
+    made: list[torch.Tensor] = []
+    attack = adversarial.pgd_attack
+
+    def spy(*args, **kwargs):
+        adv = attack(*args, **kwargs)
+        made.append(adv)
+        return adv
+
+    monkeypatch.setattr(adversarial, "pgd_attack", spy)
+    model, data = _model(), _data(23)
+    opts = {"eps": 8 / 255, "step_size": 2 / 255, "steps": 3, "restarts": 2}
+    ctx = EvalContext(batch_size=5, progress=False, shard=True)
+    single = pgd(model, data, ctx, **opts)
+    one = torch.cat(made).reshape(2, 23, -1)  # (restart, example, pixels)
+
+    shards, gathered = [], []
+    for rank in range(3):
+        made.clear()
+        monkeypatch.setattr(distributed, "world", lambda rank=rank: distributed.World(rank, 3))
+
+        def gather(local, n, device, rank=rank):  # rank's rows in place, the rest from `single`
+            lo, hi = distributed.shard_bounds(n, rank, 3)
+            if local.dtype == torch.uint8 and local.dim() == 1:  # the adversarial outcomes
+                gathered.append(local)
+                full = torch.from_numpy(single.records["adv_correct"]).to(torch.uint8)
+            else:  # the clean logits
+                full = torch.zeros((n, *local.shape[1:]), dtype=local.dtype)
+            full[lo:hi] = local
+            return full
+
+        monkeypatch.setattr(distributed, "gather_rows", gather)
+        pgd(model, data, ctx, **opts)
+        shards.append(torch.cat(made).reshape(2, -1, one.shape[-1]))
+    assert [s.shape[1] for s in shards] == [8, 8, 7]
+    assert torch.equal(torch.cat(shards, dim=1), one)
+    outcomes = torch.cat(gathered).bool().numpy()
+    np.testing.assert_array_equal(outcomes, single.records["adv_correct"])

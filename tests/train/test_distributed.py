@@ -7,7 +7,8 @@ relative; measured 3e-14). Trained in float32, the rounding differences grow wit
 6e-3), its clean error to within one test image (measured: equal), NLL to 5e-2 relative
 (measured 1.3e-2) and ECE to 0.5 points (measured 0.05); for scale, the single-process run with
 2 CPU threads instead of 1 moves its loss by 1e-2. Evaluation sharded across ranks gives the
-single-process metrics of the same checkpoint to 1e-6 (measured: equal).
+single-process metrics of the same checkpoint to 1e-6 (measured: equal), PGD attacked shard by
+shard included (the same per-example outcomes).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from robench.runs import load_checkpoint
+from robench.runs import load_checkpoint, read_records
 from robench.train.distributed import shard_bounds
 
 pytestmark = pytest.mark.distributed
@@ -46,8 +47,9 @@ lr = 0.05
 device = "cpu"
 threads = 1
 [evaluate]
-metrics = ["clean", "calibration"]
+metrics = ["clean", "calibration", "pgd"]
 batch_size = 64
+options = {{pgd = {{steps = 5}}}}
 """
 
 GRADIENT_CHECK = """
@@ -188,10 +190,14 @@ def test_two_processes_match_one(work) -> None:
     # the sharded evaluation gives the single-process numbers of the same checkpoint
     copy = work / "two-eval" / "runs" / run.name
     shutil.copytree(run, copy)
-    _run(sys.executable, *_robench("evaluate", copy, "--metrics", "clean,calibration", "--quiet"))
+    metrics = ["--metrics", "clean,calibration,pgd"]
+    _run(sys.executable, *_robench("evaluate", copy, *metrics, "--quiet"))
     sharded, single = _metrics(results)["metrics"], _metrics(work / "two-eval")["metrics"]
+    assert set(sharded) == {"clean", "calibration", "pgd"}
     for metric, values in sharded.items():
         assert values == pytest.approx(single[metric], rel=1e-6, abs=1e-9), metric
+    outcomes = [read_records(r)["pgd/adv_correct"] for r in (run, copy)]  # attacked in shards
+    assert outcomes[0].shape == (50,) and (outcomes[0] == outcomes[1]).all()
 
 
 def test_resume_with_another_world_size(work, tmp_path) -> None:
