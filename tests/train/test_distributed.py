@@ -20,6 +20,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -47,9 +48,13 @@ lr = 0.05
 device = "cpu"
 threads = 1
 [evaluate]
-metrics = ["clean", "calibration", "pgd"]
+metrics = ["clean", "calibration", "pgd", "corruption", "flip"]
 batch_size = 64
-options = {{pgd = {{steps = 5}}}}
+
+[evaluate.options]
+pgd = {{steps = 5}}
+corruption = {{corruptions = ["gaussian_noise", "fog"], severities = [1, 5]}}
+flip = {{perturbations = ["gaussian_noise", "rotate"], n_images = 8}}
 """
 
 GRADIENT_CHECK = """
@@ -99,6 +104,37 @@ def stop_on_rank_1(self, step):  # a SIGTERM that reached rank 1 alone, at step 
 Trainer._checkpoint_due = stop_on_rank_1
 train(load_config(sys.argv[1], [f"results_dir={sys.argv[2]!r}"]), progress=False)
 """
+
+
+NODE_FIRST = """
+import json, sys, time
+from pathlib import Path
+from robench.train import distributed as D
+
+log = Path(sys.argv[1])
+
+
+def work():
+    rank = D.world().rank
+    with log.open("a") as f:
+        f.write(f"start {rank}\\n")
+    time.sleep(1.0 if rank == 0 else 0.0)
+    with log.open("a") as f:
+        f.write(f"end {rank}\\n")
+    return rank
+
+
+with D.session("cpu"):
+    print(json.dumps({"rank": D.world().rank, "got": D.node_first(work)}))
+"""
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _cache(tmp_path_factory) -> Iterator[None]:
+    """The generated corrupted sets go to a temporary cache, never to ./results/cache."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ROBENCH_CACHE", str(tmp_path_factory.mktemp("cache")))
+        yield
 
 
 def _run(*args: str | Path, fails: bool = False) -> str:
@@ -176,7 +212,19 @@ def test_ddp_step_has_the_single_process_gradients(tmp_path) -> None:
         assert r["grads"] < 1e-10 and r["buffers"] < 1e-10, r
 
 
-def test_two_processes_match_one(work) -> None:
+def test_node_first_runs_on_each_nodes_first_process_before_the_others(tmp_path) -> None:
+    """How the generated corrupted sets are made once per node under torchrun."""
+    script, log = tmp_path / "node_first.py", tmp_path / "log.txt"
+    script.write_text(NODE_FIRST)
+    lines = [json.loads(line) for line in _torchrun(2, script, log).splitlines() if line.strip()]
+    assert sorted((r["rank"], r["got"]) for r in lines) == [(0, 0), (1, 1)]
+    assert log.read_text().split("\n")[:-1] == ["start 0", "end 0", "start 1", "end 1"]
+
+
+def test_two_processes_match_one(work, tmp_path, monkeypatch) -> None:
+    """Trained and evaluated on 2 processes; the corrupted sets are generated afresh under
+    torchrun (a cache of its own), once per node (see the test above)."""
+    monkeypatch.setenv("ROBENCH_CACHE", str(tmp_path / "cache"))
     results = work / "two"
     out = _torchrun(
         2, *_robench("train", work / "config.toml", "--quiet"), "--results-dir", results
@@ -190,10 +238,10 @@ def test_two_processes_match_one(work) -> None:
     # the sharded evaluation gives the single-process numbers of the same checkpoint
     copy = work / "two-eval" / "runs" / run.name
     shutil.copytree(run, copy)
-    metrics = ["--metrics", "clean,calibration,pgd"]
+    metrics = ["--metrics", "clean,calibration,pgd,corruption,flip"]
     _run(sys.executable, *_robench("evaluate", copy, *metrics, "--quiet"))
     sharded, single = _metrics(results)["metrics"], _metrics(work / "two-eval")["metrics"]
-    assert set(sharded) == {"clean", "calibration", "pgd"}
+    assert set(sharded) == {"clean", "calibration", "pgd", "corruption", "flip"}
     for metric, values in sharded.items():
         assert values == pytest.approx(single[metric], rel=1e-6, abs=1e-9), metric
     outcomes = [read_records(r)["pgd/adv_correct"] for r in (run, copy)]  # attacked in shards
