@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 from robench.runs import load_checkpoint, read_records
 from robench.train.distributed import shard_bounds
@@ -268,3 +269,19 @@ def test_resume_with_another_world_size(work, tmp_path) -> None:
     )
     assert _metrics(results)["training"]["processes"] == 1
     _assert_close_to_single(results, work)
+
+
+def test_batch_workers_under_torchrun_make_the_inline_batches(work, tmp_path) -> None:
+    """Each rank's batch workers (spawned per rank) make that rank's inline batches: the same
+    losses and weights as the 2-process run without workers, on the batched IPMix + JSD path."""
+    batched = ["--set", 'augment.method="ipmix"', "--set", "augment.options={}", "--no-eval"]
+    runs = {}
+    for workers in (0, 1):
+        results = tmp_path / f"workers{workers}"
+        args = ["train", work / "config.toml", "--quiet", "--results-dir", results, *batched]
+        _torchrun(2, *_robench(*args, "--set", f"train.batch_workers={workers}"))
+        runs[workers] = results
+    assert _losses(runs[0]) == _losses(runs[1])
+    weights = [load_checkpoint(_run_dir(r) / "checkpoint.pt")["model"] for r in runs.values()]
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
