@@ -299,7 +299,7 @@ def _bench_suite(args: argparse.Namespace) -> pd.DataFrame:
 def cmd_corrupt(args: argparse.Namespace) -> None:
     from robench.data import load_dataset
     from robench.data.corrupted_sets import generate_cifar_c, generate_cifar_p
-    from robench.evaluate.corruption import eval_subset
+    from robench.evaluate.corruption import eval_subset, resolve_constants
 
     data = load_dataset(args.dataset, "test", root=args.data_root, progress=not args.quiet)
     index = eval_subset(len(data), args.n, args.seed)
@@ -315,6 +315,7 @@ def cmd_corrupt(args: argparse.Namespace) -> None:
             data.labels[index].numpy(),
             Path(args.out),
             dataset_name=f"{name}-C",
+            constants=resolve_constants(args.constants, data.image_size),
             **extra,
             **common,
         )
@@ -415,6 +416,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="results/cache/generated", help="output folder")
     p.add_argument("--kind", choices=["c", "p"], default="c", help="c: CIFAR-C, p: CIFAR-P")
     p.add_argument("--corruptions", help="comma-separated names (default: the benchmark's)")
+    p.add_argument(
+        "--constants",
+        choices=["auto", "cifar", "tiny", "imagenet"],
+        default="auto",
+        help="--kind c: severity table (auto: cifar below 64 px, tiny from 64, imagenet from 224)",
+    )
     p.add_argument("--n", type=int, default=0, help="test images to use (0 = all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=0, help="processes (0 = all cores)")

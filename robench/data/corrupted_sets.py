@@ -34,7 +34,12 @@ import numpy as np
 import torch
 
 from robench.data.corruption_constants import ALL_CORRUPTIONS, BENCHMARK_CORRUPTIONS, get_constants
-from robench.data.corruptions import GENERATOR_VERSION, corrupt_batch, corruption_seed_rngs
+from robench.data.corruptions import (
+    GENERATOR_VERSION,
+    check_size,
+    corrupt_batch,
+    corruption_seed_rngs,
+)
 from robench.data.datasets import ImageData
 from robench.data.perturbations import (
     ALL_PERTURBATIONS,
@@ -362,6 +367,8 @@ def generate_cifar_c(
         raise ConfigError(f"severities must be distinct values from 1..5; got {severities}")
     table = get_constants(constants)
     images, labels, source = _subset(images, labels, n_per_severity)
+    for name in corruptions:  # before any work, not in a worker
+        check_size(name, table, images.shape[1])
     n = len(images)
     out_dir = Path(out_root) / dataset_name
     key_fields = _c_key_fields(

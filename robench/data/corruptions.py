@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage, sparse
 
-from robench.data.corruption_constants import ConstantsTable, get_constants
+from robench.data.corruption_constants import TABLES, ConstantsTable, get_constants
 from robench.errors import ConfigError, DataError
 from robench.io import derive_seed
 
@@ -635,6 +635,7 @@ def corrupt_batch(
         raise ConfigError(f"corruptions need square images; got {images.shape[1:3]}")
     if len(rngs) != len(images):
         raise ConfigError(f"need one generator per image: {len(rngs)} for {len(images)} images")
+    check_size(name, table, images.shape[1])
     fn = CORRUPTIONS[name]
     out = np.empty_like(images)
     # Small chunks keep the float64 intermediates in cache; outputs do not depend on chunking.
@@ -642,6 +643,25 @@ def corrupt_batch(
         stop = start + CHUNK
         out[start:stop] = fn(images[start:stop], params, rngs[start:stop], table)
     return out
+
+
+def check_size(name: str, table: ConstantsTable, size: int) -> None:
+    """Refuse what a table cannot make at ``size`` px: frost crops its pictures, pre-scaled by
+    the table, at a random place (the reference's ``randint(0, side - size)``), so their short
+    side must exceed the image's."""
+    if name != "frost":
+        return
+    limits = {
+        other.name: min(min(t.shape[:2]) for t in frost_textures(other.frost_scale)) - 1
+        for other in TABLES.values()
+    }
+    if size > limits[table.name]:
+        fits = ", ".join(f"{k!r} up to {v} px" for k, v in limits.items() if v >= size)
+        raise ConfigError(
+            f"frost with the {table.name!r} constants works up to {limits[table.name]} px "
+            f"(its pictures are scaled x{table.frost_scale}), not {size} px; choose constants "
+            f"that fit ({fits or 'none does'}) or evaluate a corrupted folder"
+        )
 
 
 def corrupt(

@@ -50,14 +50,25 @@ def eval_subset(n_test: int, n: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng([seed, 7]).permutation(n_test)[:n])
 
 
-#: the test image side from which ``constants = "auto"`` generates with the ImageNet-C table
+#: the test image sides from which ``constants = "auto"`` generates with the Tiny-ImageNet-C
+#: and the ImageNet-C table
+TINY_MIN_SIZE = 64
 IMAGENET_MIN_SIZE = 224
+#: per constants table: the benchmark's name in results, and the generated set's folder name
+GENERATED = {
+    "cifar": ("cifar-c", "CIFAR-10-C"),
+    "tiny": ("tiny-imagenet-c", "Tiny-ImageNet-C"),
+    "imagenet": ("imagenet-c", "ImageNet-C"),
+}
 
 
 def resolve_constants(constants: str, image_size: int) -> str:
-    """``"auto"``: the ImageNet-C table for images of at least 224 px, else the CIFAR-C one."""
+    """``"auto"``: the ImageNet-C table for images of at least 224 px, the Tiny-ImageNet-C one
+    from 64 px, else the CIFAR-C one."""
     if constants == "auto":
-        return "imagenet" if image_size >= IMAGENET_MIN_SIZE else "cifar"
+        if image_size >= IMAGENET_MIN_SIZE:
+            return "imagenet"
+        return "tiny" if image_size >= TINY_MIN_SIZE else "cifar"
     return get_constants(constants).name
 
 
@@ -78,7 +89,8 @@ def corruption(
     """Error per (corruption, severity) on one of three sources:
 
     * ``"generate"`` (default): made from the clean test set with the ``constants`` table
-      (``"auto"``: ``"imagenet"`` for test images of >= 224 px, else ``"cifar"``) and cached;
+      (``"auto"``: ``"imagenet"`` for test images of >= 224 px, ``"tiny"`` (Tiny-ImageNet-C)
+      for >= 64 px, else ``"cifar"``) and cached;
     * the path of a CIFAR-10-C style folder (``<corruption>.npy`` + ``labels.npy``, test order);
     * the path of an ImageNet-C style folder (``<corruption>/<severity>/<class>/<image>``): class
       folders matched by name with the training classes, each image resized (shorter side) and
@@ -92,7 +104,9 @@ def corruption(
     root = None if source == "generate" else Path(source)
     on_folder = root is not None and is_corrupted_folder(root, corruptions[0])
     table_name = resolve_constants(constants, data.image_size) if root is None else ""
-    benchmark = "imagenet-c" if on_folder or table_name == "imagenet" else "cifar-c"
+    benchmark = (
+        "imagenet-c" if on_folder else GENERATED[table_name][0] if root is None else "cifar-c"
+    )
     if root is None:
         sets = _generated(
             data, ctx, corruptions, severities, n_per_severity, seed, workers, table_name
@@ -179,7 +193,7 @@ def _generated(
             progress=ctx.progress,
             cache_root=ctx.cache_dir / "corruptions",
             constants=table_name,
-            dataset_name="ImageNet-C" if table_name == "imagenet" else "CIFAR-10-C",
+            dataset_name=GENERATED[table_name][1],
         )
     )
     for name in corruptions:

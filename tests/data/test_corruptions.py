@@ -29,6 +29,7 @@ from robench.data.corruption_constants import (
     CATEGORIES,
     CIFAR,
     IMAGENET,
+    TINY,
     get_constants,
 )
 from robench.errors import ConfigError
@@ -122,12 +123,13 @@ def test_registry_and_tables():
     assert len(ALL_CORRUPTIONS) == 19 and len(BENCHMARK_CORRUPTIONS) == 15
     assert set(C.CORRUPTIONS) == set(ALL_CORRUPTIONS)
     assert sorted(sum(CATEGORIES.values(), ())) == sorted(ALL_CORRUPTIONS)
-    for table in (CIFAR, IMAGENET):
+    for table in (CIFAR, TINY, IMAGENET):
         assert set(table.params) == set(ALL_CORRUPTIONS)
         assert all(len(v) == 5 for v in table.params.values())
-    assert get_constants("cifar") is CIFAR and CIFAR.hash() != IMAGENET.hash()
-    with pytest.raises(ConfigError):
-        get_constants("tiny")
+    assert get_constants("cifar") is CIFAR and get_constants("tiny") is TINY
+    assert len({CIFAR.hash(), TINY.hash(), IMAGENET.hash()}) == 3
+    with pytest.raises(ConfigError, match="choose from cifar, tiny, imagenet"):
+        get_constants("tiny-imagenet")
     with pytest.raises(ConfigError):
         CIFAR.get("gaussian_noise", 6)
     with pytest.raises(ConfigError):
@@ -156,6 +158,37 @@ def test_output_contract_and_determinism(sample, name):
     if name in RANDOM:
         other = C.corrupt_batch(sample, name, 3, rngs(len(sample), seed=1))
         assert not np.array_equal(out, other)
+
+
+def test_tiny_table_is_the_cifar_algorithms_with_tiny_imagenet_c_constants():
+    """What spec §1.2 says of Tiny-ImageNet-C beyond its numbers: CIFAR's zoom lists, CIFAR's
+    snow layers with other blends, elastic in units of 64 px, frost pictures x0.3."""
+    assert TINY.image_size == 64 and TINY.frost_scale == 0.3
+    assert TINY.params["zoom_blur"] == CIFAR.params["zoom_blur"]
+    assert [s[:6] for s in TINY.params["snow"]] == [s[:6] for s in CIFAR.params["snow"]]
+    assert [s[6] for s in TINY.params["snow"]] == [0.8, 0.8, 0.7, 0.65, 0.6]
+    assert TINY.get("elastic_transform", 5) == (64 * 0.16, 64 * 0.03, 64 * 0.02)
+    assert TINY.get("frost", 5) == (0.7, 0.55) and TINY.get("saturate", 5) == (30, 0.2)
+
+
+@pytest.mark.parametrize("name", ALL_CORRUPTIONS)
+def test_tiny_constants_run_at_64(name):
+    img = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    out = C.corrupt_batch(img, name, 5, rngs(2), constants="tiny")
+    assert out.shape == img.shape and out.dtype == np.uint8
+    assert not np.array_equal(out, img)
+
+
+def test_frost_refuses_images_larger_than_its_pictures():
+    """The CIFAR table's frost pictures (x0.2) are 63 px on the short side: the reference's
+    crop fails beyond 62 px; a clear line names the tables that fit instead."""
+    ok = np.zeros((1, 62, 62, 3), np.uint8)
+    assert C.corrupt_batch(ok, "frost", 1, rngs(1), constants="cifar").shape == ok.shape
+    big = np.zeros((1, 64, 64, 3), np.uint8)
+    with pytest.raises(ConfigError, match=r"up to 62 px .* not 64 px.*'tiny' up to 93 px"):
+        C.corrupt_batch(big, "frost", 1, rngs(1), constants="cifar")
+    with pytest.raises(ConfigError, match="'imagenet' up to 314 px"):
+        C.corrupt_batch(np.zeros((1, 96, 96, 3), np.uint8), "frost", 1, rngs(1), constants="tiny")
 
 
 @pytest.mark.parametrize("name", ALL_CORRUPTIONS)

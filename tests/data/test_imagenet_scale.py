@@ -151,7 +151,9 @@ def test_a_handful_at_224(tmp_path: Path) -> None:
     write_images(tmp_path / "big" / "val", 2, (240, 320), seed=3)
     test = load_dataset(f"imagefolder:{tmp_path / 'big'}", "test", image_size=224)
     assert test.images.resize == 256 and test.images[:].shape == (6, 3, 224, 224)
-    assert resolve_constants("auto", 224) == "imagenet" and resolve_constants("auto", 64) == "cifar"
+    assert [resolve_constants("auto", s) for s in (32, 63, 64, 223, 224)] == [
+        "cifar", "cifar", "tiny", "tiny", "imagenet"
+    ]  # fmt: skip
     model = Brightness([40.0, 120.0, 200.0])
     result = METRICS.get("corruption")(
         model, test, ctx(), corruptions=["brightness", "contrast"], severities=[1, 2, 3, 4, 5]
@@ -162,6 +164,25 @@ def test_a_handful_at_224(tmp_path: Path) -> None:
 
 
 # -- ImageNet-C, ImageNet-R and AlexNet mCE -----------------------------------------------------
+
+
+def test_generated_at_64_px_is_tiny_imagenet_c(folder: Path, tmp_path: Path) -> None:
+    """64 px test images: the Tiny-ImageNet-C table by default, frost included (the CIFAR
+    table's frost pictures are too small at 64 px)."""
+    test = load_dataset(f"imagefolder:{folder}", "test", image_size=64, progress=False)
+    model = Brightness([40.0, 120.0, 200.0])
+    result = METRICS.get("corruption")(
+        model, test, ctx(cache_dir=tmp_path), corruptions=["frost", "fog"], severities=[1, 5]
+    )
+    settings = result.tables["settings"].iloc[0]
+    assert settings["benchmark"] == "tiny-imagenet-c" and settings["constants"] == "tiny"
+    assert len(result.tables["errors"]) == 4 and "mce_alexnet" not in result.values
+    (made,) = (tmp_path / "corruptions").glob("*/Tiny-ImageNet-C/frost.npy")
+    assert np.load(made).shape == (2 * 12, 64, 64, 3)
+    with pytest.raises(ConfigError, match="frost with the 'cifar' constants"):
+        METRICS.get("corruption")(
+            model, test, ctx(cache_dir=tmp_path), corruptions=["frost"], constants="cifar"
+        )
 
 
 def test_corruption_reads_an_imagenet_c_folder(folder: Path, imagenet_c: Path) -> None:
