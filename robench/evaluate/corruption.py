@@ -97,16 +97,18 @@ def corruption(
       centre-cropped to the test image size, a no-op on ImageNet-C's 224 px images.
 
     ``n_per_severity`` evaluates a seeded subset (0 = all, as the benchmarks define them);
-    ``seed`` is also the corruption seed. On ImageNet-C (a folder, or generated with the ImageNet
-    table) with all five severities, ``mce_alexnet`` is the AlexNet-normalised mCE.
+    ``seed`` is also the corruption seed. On ImageNet-C (a folder of test images of >= 224 px,
+    or generated with the ImageNet table) with all five severities, ``mce_alexnet`` is the
+    AlexNet-normalised mCE; a folder of smaller images (Tiny-ImageNet-C at 64 px) gets none.
     """
     _check_source(source)
     root = None if source == "generate" else Path(source)
     on_folder = root is not None and is_corrupted_folder(root, corruptions[0])
     table_name = resolve_constants(constants, data.image_size) if root is None else ""
-    benchmark = (
-        "imagenet-c" if on_folder else GENERATED[table_name][0] if root is None else "cifar-c"
-    )
+    if on_folder:  # named by its image size: a 64 px folder is Tiny-ImageNet-C, not ImageNet-C
+        benchmark = GENERATED[resolve_constants("auto", data.image_size)][0]
+    else:
+        benchmark = GENERATED[table_name][0] if root is None else "cifar-c"
     if root is None:
         sets = _generated(
             data, ctx, corruptions, severities, n_per_severity, seed, workers, table_name
