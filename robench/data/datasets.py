@@ -32,9 +32,11 @@ from PIL import Image
 from tqdm import tqdm
 
 from robench.data.folders import (
+    ANNOTATIONS,
     FolderImages,
     eval_resize,
     files_hash,
+    list_annotated,
     list_classes,
     name_list,
 )
@@ -50,7 +52,8 @@ BUILTIN_DATASETS = {
     "cifar10": "CIFAR-10, official python-version files under the data root",
     "cifar100": "CIFAR-100, official python-version files under the data root",
     "imagefolder:<path>": "class sub-folders of images, optionally inside train/ and test/ "
-    "(or val/); data.image_size > 0 streams them from disk",
+    "(or val/; Tiny-ImageNet's val/ with val_annotations.txt too); data.image_size > 0 streams "
+    "them from disk",
     "npz:<path>": "arrays x_train, y_train, x_test, y_test (or x, y), optional classes",
 }
 SPEC_FORMS = ", ".join(BUILTIN_DATASETS)
@@ -517,7 +520,13 @@ def _load_npz(path: Path, split: str) -> tuple[np.ndarray, np.ndarray, list[str]
 
 def _list_imagefolder(base: Path, split: str) -> tuple[list[str], np.ndarray, list[str], Path]:
     """Image paths and labels in torchvision ImageFolder order, from ``<base>/<split>/`` (the
-    test split also from ``val/``), or from ``<base>`` itself when it has no split folders."""
+    test split also from ``val/``), or from ``<base>`` itself when it has no split folders.
+    Tiny-ImageNet's layout works as it ships: its test split is ``val/`` (``images/`` and
+    ``val_annotations.txt``; its own ``test/`` has no labels), training images sit in
+    ``train/<class>/images/``."""
+    if split == "test" and (base / "val" / ANNOTATIONS).is_file():
+        files, labels, classes = list_annotated(base / "val")
+        return files, labels, classes, base / "val"
     folder = next((base / f for f in SPLIT_FOLDERS[split] if (base / f).is_dir()), None)
     if folder is None:
         present = [f for names in SPLIT_FOLDERS.values() for f in names if (base / f).is_dir()]

@@ -202,6 +202,41 @@ def list_classes(folder: Path) -> tuple[list[str], np.ndarray, list[str]]:
     return files, np.asarray(labels, dtype=np.int64), classes
 
 
+#: Tiny-ImageNet's val/ holds images/<file> and this list of (file, class, box) lines
+ANNOTATIONS = "val_annotations.txt"
+
+
+def list_annotated(folder: Path) -> tuple[list[str], np.ndarray, list[str]]:
+    """Image paths, labels and class names of a split laid out as Tiny-ImageNet's ``val/``:
+    ``images/<file>`` and :data:`ANNOTATIONS`, one tab-separated ``file, class, box`` line per
+    image. In the order of the same images sorted into class folders (class, then file), so a
+    copy reorganised that way reads the same."""
+    listing = folder / ANNOTATIONS
+    pairs = []
+    for number, line in enumerate(listing.read_text().splitlines(), 1):
+        fields = line.split("\t")
+        if len(fields) < 2 or not fields[0] or not fields[1]:
+            if line.strip():
+                raise DataError(
+                    f"{listing} line {number} is not 'file<TAB>class[<TAB>box]': {line[:60]!r}"
+                )
+            continue
+        pairs.append((fields[1], fields[0]))
+    if not pairs:
+        raise DataError(f"{listing} lists no images")
+    pairs.sort()
+    missing = [name for _, name in pairs if not (folder / "images" / name).is_file()]
+    if missing:
+        raise DataError(
+            f"{listing} lists {len(missing)} image(s) not in {folder / 'images'}: "
+            f"{name_list(missing)}"
+        )
+    classes = sorted({cls for cls, _ in pairs})
+    index = {cls: i for i, cls in enumerate(classes)}
+    files = [str(folder / "images" / name) for _, name in pairs]
+    return files, np.array([index[cls] for cls, _ in pairs], dtype=np.int64), classes
+
+
 def _image_files(class_dir: Path) -> list[str]:
     walked = []
     for parent, dirs, names in os.walk(class_dir, followlinks=True):

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from robench.data import DataIdentity, ImageData, check_same_classes, load_dataset
+from robench.data.folders import ANNOTATIONS
 from robench.errors import DataError
 from robench.io import hash_arrays
 
@@ -473,3 +474,62 @@ def test_real_cifar10_jpeg_test_subset() -> None:
     assert data.images.shape == (50, 3, 32, 32)
     assert np.bincount(data.labels.numpy()).tolist() == [5] * 10
     assert data.identity.name == "cifar10-jpeg" and data.identity.subset == "5 per class (seed 0)"
+
+
+def write_tiny_imagenet(root: Path, seed: int = 0) -> dict[str, dict[str, list[np.ndarray]]]:
+    """Tiny-ImageNet as it ships: train/<wnid>/images/ (+ a boxes file), val/images/ with
+    val_annotations.txt (file, wnid, box; not in class order), an unlabelled test/images/."""
+    rng = np.random.default_rng(seed)
+    wnids = ["n02", "n01", "n03"]
+    train = {w: list(random_images(rng, 2, 6, 6)) for w in wnids}
+    for wnid, images in train.items():
+        (root / "train" / wnid / "images").mkdir(parents=True)
+        (root / "train" / wnid / f"{wnid}_boxes.txt").write_text("box lines\n")
+        for i, pixels in enumerate(images):
+            Image.fromarray(pixels).save(root / "train" / wnid / "images" / f"{wnid}_{i}.png")
+    val: dict[str, list[np.ndarray]] = {w: [] for w in wnids}
+    lines = []
+    (root / "val" / "images").mkdir(parents=True)
+    for k, wnid in enumerate(["n03", "n01", "n02", "n01", "n03", "n02"]):
+        pixels = random_images(rng, 1, 6, 6)[0]
+        Image.fromarray(pixels).save(root / "val" / "images" / f"val_{k}.png")
+        val[wnid].append(pixels)
+        lines.append(f"val_{k}.png\t{wnid}\t0\t0\t5\t5")
+    (root / "val" / ANNOTATIONS).write_text("\n".join(lines) + "\n")
+    (root / "test" / "images").mkdir(parents=True)
+    Image.fromarray(random_images(rng, 1, 6, 6)[0]).save(root / "test" / "images" / "test_0.png")
+    return {"train": train, "test": val}
+
+
+def test_tiny_imagenet_layout_reads_as_shipped(tmp_path: Path) -> None:
+    """The test split is val/ through its annotations (test/ has no labels), in the order the
+    same images sorted into class folders give; streamed the same way."""
+    root = tmp_path / "tiny-imagenet-200"
+    sets = write_tiny_imagenet(root)
+    for split, images in sets.items():
+        data = load(f"imagefolder:{root}", split)
+        assert data.classes == ["n01", "n02", "n03"]
+        assert np.array_equal(data.images.numpy(), expected_chw(images))
+        assert data.labels.tolist() == [0, 0, 1, 1, 2, 2]
+        streamed = load(f"imagefolder:{root}", split, image_size=6, crop_pct=1.0)
+        assert streamed.labels.tolist() == data.labels.tolist() and streamed.on_disk
+    assert load(f"imagefolder:{root}", "test").identity.source == str(root / "val")
+    # the same images reorganised into val/<wnid>/ read identically
+    flat = tmp_path / "reorganised"
+    write_png_folder(flat / "test", sets["test"])
+    assert np.array_equal(load(f"imagefolder:{flat}").images, load(f"imagefolder:{root}").images)
+
+
+def test_tiny_imagenet_annotation_problems_are_named(tmp_path: Path) -> None:
+    root = tmp_path / "t"
+    write_tiny_imagenet(root)
+    listing = root / "val" / ANNOTATIONS
+    good = listing.read_text()
+    listing.write_text(good + "val_9.png\tn01\t0\t0\t5\t5\n")
+    assert "lists 1 image(s) not in" in data_error(f"imagefolder:{root}") and "val_9.png" in (
+        data_error(f"imagefolder:{root}")
+    )
+    listing.write_text(good + "just-a-file-name\n")
+    assert "line 7 is not 'file<TAB>class" in data_error(f"imagefolder:{root}")
+    listing.write_text("\n")
+    assert "lists no images" in data_error(f"imagefolder:{root}")
