@@ -8,10 +8,12 @@ file under the final name.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import platform
+import sys
 import tempfile
 from collections.abc import Iterator
 from importlib import metadata
@@ -126,6 +128,26 @@ def cache_dir() -> Path:
     ``ROBENCH_CACHE`` if set, else ``results/cache`` under the current directory (git-ignored).
     """
     return Path(os.environ.get("ROBENCH_CACHE", "results/cache"))
+
+
+@contextlib.contextmanager
+def cache_lock(entry: Path, waiting: str = "") -> Iterator[None]:
+    """Hold ``<entry>.lock`` while checking and filling the cache entry ``entry``: processes that
+    want the same entry (torchrun ranks, parallel sweep runs) wait here and then find it made,
+    instead of all making it at once. Prints ``waiting`` (if any) when another process holds
+    it. An advisory ``flock``, released by the OS if its holder dies."""
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{entry}.lock", "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if waiting:
+                print(waiting, file=sys.stderr)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def derive_seed(*parts: int | str) -> int:

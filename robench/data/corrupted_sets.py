@@ -53,6 +53,7 @@ from robench.io import (
     atomic_path,
     atomic_write,
     cache_dir,
+    cache_lock,
     derive_seed,
     hash_arrays,
     hash_text,
@@ -531,23 +532,28 @@ def ensure_cifar_c(
     key = hash_text(json.dumps(fields, sort_keys=True))
     root = Path(cache_root) if cache_root is not None else cache_dir() / "corruptions"
     folder = root / key / dataset_name
-    manifest = _read_manifest(folder)
-    if manifest and manifest.get("key") == key and _files_ok(folder, manifest):
-        return folder
-    generate_cifar_c(
-        images,
-        labels,
-        root / key,
-        corruptions=corruptions,
-        severities=severities,
-        seed=seed,
-        n_per_severity=n_per_severity,
-        workers=workers,
-        progress=progress,
-        dataset_name=dataset_name,
-        constants=table.name,
-    )
+    with cache_lock(root / key, _waiting(folder, progress)):
+        manifest = _read_manifest(folder)
+        if manifest and manifest.get("key") == key and _files_ok(folder, manifest):
+            return folder
+        generate_cifar_c(
+            images,
+            labels,
+            root / key,
+            corruptions=corruptions,
+            severities=severities,
+            seed=seed,
+            n_per_severity=n_per_severity,
+            workers=workers,
+            progress=progress,
+            dataset_name=dataset_name,
+            constants=table.name,
+        )
     return folder
+
+
+def _waiting(folder: Path, progress: bool) -> str:
+    return f"waiting for another process to finish generating {folder}" if progress else ""
 
 
 # --------------------------------------------------------------------------- CIFAR-10-P
@@ -666,18 +672,19 @@ def ensure_cifar_p(
     key = hash_text(json.dumps(fields, sort_keys=True))
     root = Path(cache_root) if cache_root is not None else cache_dir() / "perturbations"
     folder = root / key / dataset_name
-    manifest = _read_manifest(folder)
-    if manifest and manifest.get("key") == key and _files_ok(folder, manifest):
-        return folder
-    generate_cifar_p(
-        images,
-        root / key,
-        perturbations=perturbations,
-        difficulty=difficulty,
-        seed=seed,
-        n_images=n_images,
-        workers=workers,
-        progress=progress,
-        dataset_name=dataset_name,
-    )
+    with cache_lock(root / key, _waiting(folder, progress)):
+        manifest = _read_manifest(folder)
+        if manifest and manifest.get("key") == key and _files_ok(folder, manifest):
+            return folder
+        generate_cifar_p(
+            images,
+            root / key,
+            perturbations=perturbations,
+            difficulty=difficulty,
+            seed=seed,
+            n_images=n_images,
+            workers=workers,
+            progress=progress,
+            dataset_name=dataset_name,
+        )
     return folder

@@ -37,7 +37,6 @@ from robench.data.folders import (
 from robench.errors import ConfigError, DataError
 from robench.evaluate.base import METRICS, EvalContext, MetricResult, predict_logits
 from robench.evaluate.calibration import confidence_and_correct, rms_calibration_error
-from robench.train.distributed import node_first
 
 
 def eval_subset(n_test: int, n: int, seed: int) -> np.ndarray:
@@ -184,19 +183,17 @@ def _generated(
     """Sets generated from the clean test set (cached by content, constants and seed)."""
     index = eval_subset(len(data), n_per_severity, seed)
     labels = data.labels[index]
-    folder = node_first(  # under torchrun: generated once per node, cached for the others
-        lambda: ensure_cifar_c(
-            data.images[index].permute(0, 2, 3, 1).numpy(),
-            labels.numpy(),
-            corruptions=list(corruptions),
-            severities=list(severities),
-            seed=seed,
-            workers=workers or None,
-            progress=ctx.progress,
-            cache_root=ctx.cache_dir / "corruptions",
-            constants=table_name,
-            dataset_name=GENERATED[table_name][1],
-        )
+    folder = ensure_cifar_c(
+        data.images[index].permute(0, 2, 3, 1).numpy(),
+        labels.numpy(),
+        corruptions=list(corruptions),
+        severities=list(severities),
+        seed=seed,
+        workers=workers or None,
+        progress=ctx.progress,
+        cache_root=ctx.cache_dir / "corruptions",
+        constants=table_name,
+        dataset_name=GENERATED[table_name][1],
     )
     for name in corruptions:
         for severity in severities:

@@ -19,7 +19,6 @@ from robench.data.datasets import ImageData
 from robench.data.perturbations import TEST_PERTURBATIONS, flip_probability, is_noise
 from robench.evaluate.base import METRICS, EvalContext, MetricResult, predict_logits
 from robench.evaluate.corruption import eval_subset
-from robench.train.distributed import node_first
 
 
 @METRICS.register("flip", description="CIFAR-P flip probability per perturbation and mFP")
@@ -36,15 +35,13 @@ def flip(
     """``n_images`` sequences from a seeded subset of the test set (0 = all, the benchmark)."""
     index = eval_subset(len(data), n_images, seed)
     images = data.images[index].permute(0, 2, 3, 1).numpy()
-    folder = node_first(  # under torchrun: generated once per node, cached for the others
-        lambda: ensure_cifar_p(
-            images,
-            perturbations=list(perturbations),
-            seed=seed,
-            workers=workers or None,
-            progress=ctx.progress,
-            cache_root=ctx.cache_dir / "perturbations",
-        )
+    folder = ensure_cifar_p(
+        images,
+        perturbations=list(perturbations),
+        seed=seed,
+        workers=workers or None,
+        progress=ctx.progress,
+        cache_root=ctx.cache_dir / "perturbations",
     )
     rows = []
     for name in perturbations:

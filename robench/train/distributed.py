@@ -135,20 +135,6 @@ def on_main(fn: Callable[[], T]) -> T:
     return value
 
 
-def node_first(fn: Callable[[], T]) -> T:
-    """``fn`` on each node's first process (local rank 0), then, once it is done everywhere, on
-    the others: work that fills a per-node cache (the generated corrupted sets) is done once per
-    node and found there by the others, instead of by every process at once, each with a pool
-    of every core. An error on a first process ends the run (torchrun stops the others)."""
-    w = world()
-    if w.size == 1:
-        return fn()
-    first = w.local_rank == 0
-    result = fn() if first else None
-    barrier()
-    return result if first else fn()  # type: ignore[return-value]
-
-
 def barrier() -> None:
     if world().size > 1:
         dist.barrier(group=_host_group)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -226,6 +228,40 @@ def test_ensure_reuses_only_a_matching_cache(tmp_path, images, labels, monkeypat
     (folder / "contrast.npy").write_bytes(b"")  # damaged: regenerated in place
     assert S.ensure_cifar_c(images, labels, **kwargs) == folder and len(calls) == 3
     assert np.load(folder / "contrast.npy").shape == (35, 32, 32, 3)
+
+
+@pytest.mark.parametrize("kind", ["c", "p"])
+def test_processes_wanting_one_set_make_it_once(kind, tmp_path, images, labels, monkeypatch, capfd):
+    """Two at once (torchrun ranks, parallel sweep runs; here two threads, whose separate
+    opens of the lock file exclude each other as processes' do): the second waits on the
+    cache lock while the first generates, then reads what it made."""
+    calls = []
+    if kind == "c":
+        real, name = S.generate_cifar_c, "generate_cifar_c"
+        kwargs = dict(corruptions=["contrast"], workers=1, cache_root=tmp_path)
+
+        def ensure(progress: bool):
+            return S.ensure_cifar_c(images, labels, progress=progress, **kwargs)
+    else:
+        real, name = S.generate_cifar_p, "generate_cifar_p"
+        kwargs = dict(perturbations=["brightness"], workers=1, cache_root=tmp_path)
+
+        def ensure(progress: bool):
+            return S.ensure_cifar_p(images, progress=progress, **kwargs)
+
+    def slow(*args, **kw):
+        calls.append(1)
+        time.sleep(1.0)  # the other thread arrives meanwhile
+        return real(*args, **kw)
+
+    monkeypatch.setattr(S, name, slow)
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(ensure, False)
+        time.sleep(0.3)
+        second = pool.submit(ensure, True)
+        folders = [first.result(), second.result()]
+    assert folders[0] == folders[1] and len(calls) == 1
+    assert "waiting for another process to finish generating" in capfd.readouterr().err
 
 
 def test_ensure_default_cache_dir(tmp_path, images, labels, monkeypatch):

@@ -107,29 +107,6 @@ train(load_config(sys.argv[1], [f"results_dir={sys.argv[2]!r}"]), progress=False
 """
 
 
-NODE_FIRST = """
-import json, sys, time
-from pathlib import Path
-from robench.train import distributed as D
-
-log = Path(sys.argv[1])
-
-
-def work():
-    rank = D.world().rank
-    with log.open("a") as f:
-        f.write(f"start {rank}\\n")
-    time.sleep(1.0 if rank == 0 else 0.0)
-    with log.open("a") as f:
-        f.write(f"end {rank}\\n")
-    return rank
-
-
-with D.session("cpu"):
-    print(json.dumps({"rank": D.world().rank, "got": D.node_first(work)}))
-"""
-
-
 @pytest.fixture(autouse=True, scope="module")
 def _cache(tmp_path_factory) -> Iterator[None]:
     """The generated corrupted sets go to a temporary cache, never to ./results/cache."""
@@ -213,18 +190,9 @@ def test_ddp_step_has_the_single_process_gradients(tmp_path) -> None:
         assert r["grads"] < 1e-10 and r["buffers"] < 1e-10, r
 
 
-def test_node_first_runs_on_each_nodes_first_process_before_the_others(tmp_path) -> None:
-    """How the generated corrupted sets are made once per node under torchrun."""
-    script, log = tmp_path / "node_first.py", tmp_path / "log.txt"
-    script.write_text(NODE_FIRST)
-    lines = [json.loads(line) for line in _torchrun(2, script, log).splitlines() if line.strip()]
-    assert sorted((r["rank"], r["got"]) for r in lines) == [(0, 0), (1, 1)]
-    assert log.read_text().split("\n")[:-1] == ["start 0", "end 0", "start 1", "end 1"]
-
-
 def test_two_processes_match_one(work, tmp_path, monkeypatch) -> None:
     """Trained and evaluated on 2 processes; the corrupted sets are generated afresh under
-    torchrun (a cache of its own), once per node (see the test above)."""
+    torchrun (a cache of its own: one rank makes them, the other waits on the cache lock)."""
     monkeypatch.setenv("ROBENCH_CACHE", str(tmp_path / "cache"))
     results = work / "two"
     out = _torchrun(
