@@ -132,12 +132,12 @@ def cache_dir() -> Path:
 
 @contextlib.contextmanager
 def cache_lock(entry: Path, waiting: str = "") -> Iterator[None]:
-    """Hold ``<entry>.lock`` while checking and filling the cache entry ``entry``: processes that
-    want the same entry (torchrun ranks, parallel sweep runs) wait here and then find it made,
-    instead of all making it at once. Prints ``waiting`` (if any) when another process holds
-    it. An advisory ``flock``, released by the OS if its holder dies."""
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    with open(f"{entry}.lock", "a+") as handle:
+    """Hold ``<entry>/.lock`` while checking and filling the cache folder ``entry``: processes
+    that want the same entry (torchrun ranks, parallel sweep runs) wait here and then find it
+    made, instead of all making it at once. Prints ``waiting`` (if any) when another process
+    holds it. An advisory ``flock``, released by the OS if its holder dies."""
+    entry.mkdir(parents=True, exist_ok=True)
+    with open(entry / ".lock", "a+") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

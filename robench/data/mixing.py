@@ -28,7 +28,7 @@ from torchvision.transforms import InterpolationMode
 from tqdm import tqdm
 
 from robench.errors import ConfigError, DataError
-from robench.io import atomic_write, cache_dir, hash_text, write_json
+from robench.io import atomic_write, cache_dir, cache_lock, hash_text, write_json
 
 #: bump when the pictures :func:`fractal_pictures` draws for a seed change (invalidates caches)
 GENERATOR_VERSION = 1
@@ -124,7 +124,7 @@ def cached_fractals(count: int, size: int = RENDER_SIZE, seed: int = 0) -> np.nd
     The cache holds ``pictures.npy`` and ``manifest.json`` (generator version, parameters, seed,
     count, sha256 of the array). It is reused only when the manifest matches these parameters
     and the array's checksum verifies; anything else (missing, stale, corrupt) is regenerated.
-    Both files are written atomically, the manifest last.
+    Both files are written atomically, the manifest last, under the entry's cache lock.
     """
     params = {
         "generator": "ifs",
@@ -136,13 +136,14 @@ def cached_fractals(count: int, size: int = RENDER_SIZE, seed: int = 0) -> np.nd
         "steps": STEPS,
     }
     folder = cache_dir() / "mixing" / f"fractals-{hash_text(json.dumps(params, sort_keys=True))}"
-    cached = _read_cache(folder, params)
-    if cached is not None:
-        return cached
-    pictures = fractal_pictures(count, size, seed)
-    with atomic_write(folder / "pictures.npy", "wb") as f:
-        np.save(f, pictures)
-    write_json(folder / "manifest.json", {**params, "sha256": _sha256(pictures)})
+    with cache_lock(folder):  # made once when several processes start at the same time
+        cached = _read_cache(folder, params)
+        if cached is not None:
+            return cached
+        pictures = fractal_pictures(count, size, seed)
+        with atomic_write(folder / "pictures.npy", "wb") as f:
+            np.save(f, pictures)
+        write_json(folder / "manifest.json", {**params, "sha256": _sha256(pictures)})
     return pictures
 
 
