@@ -5,6 +5,7 @@ from robench.evaluate import (  # noqa: F401  (importing registers the built-in 
     calibration,
     clean,
     corruption,
+    corruption_bar,
     flip,
     ood,
     rendition,

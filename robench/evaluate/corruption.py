@@ -140,7 +140,8 @@ def corruption(
         "corruption_rms_calibration_error": float(table["rms_calibration_error"].mean()),
         **{f"corruption_error_{name}": float(err) for name, err in per_corruption.items()},
     }
-    if benchmark == "imagenet-c" and sorted(severities) == list(SEVERITIES):
+    referenced = set(corruptions) <= set(ALEXNET_ERRORS)  # not ImageNet-C-Bar's, say
+    if benchmark == "imagenet-c" and sorted(severities) == list(SEVERITIES) and referenced:
         values["mce_alexnet"] = alexnet_mce(table, clean_error=np.nan)["mce"]
     settings = {"benchmark": benchmark, "source": source, "constants": table_name}
     records = {}

@@ -30,7 +30,7 @@ A claim ``A < B`` with tolerance t holds when A < B + t (``>``: A > B - t); ``ma
 much it holds (negative: by how much it misses). The p-value tests the same inequality, H1:
 A - B < t: Welch's t-test over seeds when both sides have >= 2 runs (one-sample t against a
 number), a paired bootstrap over test examples when both have one run with per-example records
-(clean, corruption and PGD error). Status: FAIL when the point estimate
+(clean, corruption, C-Bar and PGD error). Status: FAIL when the point estimate
 misses; NOT-ENOUGH-DATA when a side has no (or too few) runs of the recipe, when several recipes
 match a side (pin the options), or when ``alpha`` is set and the test is impossible or not
 significant; PASS otherwise.

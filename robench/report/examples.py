@@ -41,16 +41,18 @@ def run_examples(run_dir: Path, data_hash: str) -> dict[str, Examples]:
     if {"clean/pred", "clean/label"} <= records.keys():
         correct = (records["clean/pred"] == records["clean/label"]).astype(float)
         out["clean_error"] = Examples(correct, _error, f"{data_hash}:all")
-    if "corruption/correct" in records:
-        correct = records["corruption/correct"].astype(float)  # (C, S, N)
-        index = records.get("corruption/index", np.arange(correct.shape[-1]))
-        key = f"{data_hash}:corruption:{hash_arrays(index)}"
-        out["corruption_error"] = Examples(correct.mean(axis=(0, 1)), _error, key)
-        table = run_dir / "tables" / "corruption_errors.csv"
+    for metric, value in (("corruption", "corruption_error"), ("corruption_bar", "cbar_error")):
+        if f"{metric}/correct" not in records:
+            continue
+        correct = records[f"{metric}/correct"].astype(float)  # (C, S, N)
+        index = records.get(f"{metric}/index", np.arange(correct.shape[-1]))
+        key = f"{data_hash}:{metric}:{hash_arrays(index)}"
+        out[value] = Examples(correct.mean(axis=(0, 1)), _error, key)
+        table = run_dir / "tables" / f"{metric}_errors.csv"
         if table.is_file():
             names = pd.read_csv(table)["corruption"].drop_duplicates().tolist()
             for c, name in enumerate(names[: correct.shape[0]]):
-                out[f"corruption_error_{name}"] = Examples(correct[c].mean(axis=0), _error, key)
+                out[f"{value}_{name}"] = Examples(correct[c].mean(axis=0), _error, key)
     if "pgd/adv_correct" in records:
         adv = records["pgd/adv_correct"].astype(float)
         out["pgd_error"] = Examples(adv, _error, f"{data_hash}:first{len(adv)}")

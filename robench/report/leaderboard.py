@@ -1,7 +1,7 @@
 """The leaderboard: one row per recipe, each headline metric as mean, std and 95 % CI over seeds.
 
 Confidence intervals: with >= 2 seeds a t-interval over the seeds; with one seed a percentile
-bootstrap over the test examples from the run's ``records.npz`` (clean, corruption and PGD
+bootstrap over the test examples from the run's ``records.npz`` (clean, corruption, C-Bar and PGD
 error, see :mod:`robench.report.examples`; the other metrics get no interval). The
 ``ci_method`` column says which was used.
 """
@@ -40,6 +40,7 @@ class MetricInfo:
 HEADLINE = {
     "clean_error": MetricInfo("Clean error", "%"),
     "corruption_error": MetricInfo("Corruption error (mean over corruptions x severities)", "%"),
+    "cbar_error": MetricInfo("C-Bar corruption error (mean over corruptions x severities)", "%"),
     "mce_vs_baseline": MetricInfo("mCE vs the baseline run", "% of baseline"),
     "relative_mce_vs_baseline": MetricInfo("Relative mCE vs the baseline run", "% of baseline"),
     "mce_vs_reference": MetricInfo("mCE vs the --mce-reference run", "% of reference"),

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 CONVENTIONS = [
     "Cells: mean ± std over seeds [95 % confidence interval]. The interval is a t-interval over "
     f"seeds with two or more seeds (`{T_SEEDS}`), otherwise a percentile bootstrap over the test "
-    f"examples of the one run (`{BOOTSTRAP}`; clean, corruption and PGD error only); the "
+    f"examples of the one run (`{BOOTSTRAP}`; clean, corruption, C-Bar and PGD error only); the "
     "`ci_method` column of leaderboard.csv says which.",
     "Corruption error: the unweighted mean error over corruptions x severities (the CIFAR "
     "convention of AugMix/PixMix/IPMix, no normalisation).",
