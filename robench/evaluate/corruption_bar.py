@@ -36,6 +36,19 @@ CBAR_CORRUPTIONS = (
     "sparkles",
     "transverse_chromatic_abberation",
 )
+#: the 10 ImageNet-C-Bar corruptions, its folder names (evaluators spec §1.6)
+IMAGENET_CBAR_CORRUPTIONS = (
+    "caustic_refraction",
+    "inverse_sparkles",
+    "sparkles",
+    "perlin_noise",
+    "blue_noise_sample",
+    "plasma_noise",
+    "checkerboard_cutout",
+    "cocentric_sine_waves",
+    "single_frequency_greyscale",
+    "brownish_noise",
+)
 
 
 @METRICS.register(
@@ -47,14 +60,18 @@ def corruption_bar(
     ctx: EvalContext,
     *,
     source: str,
-    corruptions: Sequence[str] = CBAR_CORRUPTIONS,
+    corruptions: Sequence[str] | None = None,
     severities: Sequence[int] = SEVERITIES,
 ) -> MetricResult:
-    """``source``: the C-Bar folder (``CIFAR-10-C-Bar/``: ``<name>.npy`` + ``labels.npy``; an
-    ImageNet-C-Bar folder ``<name>/<severity>/<class>/<image>`` works too, with its own names
-    in ``corruptions``). Values: ``cbar_error`` (the plain mean over corruptions x severities,
-    as for CIFAR-C), ``cbar_error_<name>``, ``cbar_rms_calibration_error``."""
+    """``source``: the C-Bar folder, ``CIFAR-10-C-Bar/`` (``<name>.npy`` + ``labels.npy``) or
+    ImageNet-C-Bar (``<name>/<severity>/<class>/<image>``, read as ImageNet-C); ``corruptions``
+    defaults to the 10 of whichever it is. Values: ``cbar_error`` (the plain mean over
+    corruptions x severities, as for CIFAR-C), ``cbar_error_<name>``,
+    ``cbar_rms_calibration_error``."""
     _check_source(source)
+    if corruptions is None:
+        in_folders = any((Path(source) / name).is_dir() for name in IMAGENET_CBAR_CORRUPTIONS)
+        corruptions = IMAGENET_CBAR_CORRUPTIONS if in_folders else CBAR_CORRUPTIONS
     result = corruption(
         model, data, ctx, corruptions=corruptions, severities=severities, source=source
     )

@@ -80,3 +80,33 @@ def test_default_names_are_the_ten_files_of_cifar10_c_bar(tiny_npz, tmp_path):
     assert len(CBAR_CORRUPTIONS) == 10
     assert {f"cbar_error_{n}" for n in CBAR_CORRUPTIONS} <= set(result.values)
     assert result.records["correct"].shape == (10, 5, len(data))
+
+
+def test_an_imagenet_c_bar_folder_gets_its_own_ten_names(tmp_path):
+    """<name>/<severity>/<class>/<image>, read as ImageNet-C; 2 classes of 2 images, 32 px."""
+    from PIL import Image
+
+    from robench.evaluate.corruption_bar import IMAGENET_CBAR_CORRUPTIONS
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for cls in ("ant", "bee"):
+            (tmp_path / "set" / split / cls).mkdir(parents=True)
+            for i in range(2):
+                pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(tmp_path / "set" / split / cls / f"{i}.png")
+    for name in IMAGENET_CBAR_CORRUPTIONS:
+        for severity in range(1, 6):
+            for cls in ("ant", "bee"):
+                folder = tmp_path / "bar" / name / str(severity) / cls
+                folder.mkdir(parents=True)
+                pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / "0.png")
+    data = load_dataset(f"imagefolder:{tmp_path / 'set'}", "test", progress=False)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 2))
+    result = METRICS.get("corruption_bar")(
+        model, data, EvalContext(progress=False), source=str(tmp_path / "bar")
+    )
+    assert {f"cbar_error_{n}" for n in IMAGENET_CBAR_CORRUPTIONS} <= set(result.values)
+    assert result.tables["settings"].loc[0, "benchmark"] == "cifar-c-bar"  # named by size: 32 px
+    assert len(result.tables["errors"]) == 50 and "mce_alexnet" not in result.values
