@@ -135,7 +135,9 @@ def cache_lock(entry: Path, waiting: str = "") -> Iterator[None]:
     """Hold ``<entry>/.lock`` while checking and filling the cache folder ``entry``: processes
     that want the same entry (torchrun ranks, parallel sweep runs) wait here and then find it
     made, instead of all making it at once. Prints ``waiting`` (if any) when another process
-    holds it. An advisory ``flock``, released by the OS if its holder dies."""
+    holds it. An advisory ``flock``, released by the OS if its holder dies; on a file system
+    without locks (some network mounts) the entry is filled unguarded, as each writer's files
+    are written atomically anyway."""
     entry.mkdir(parents=True, exist_ok=True)
     with open(entry / ".lock", "a+") as handle:
         try:
@@ -144,6 +146,9 @@ def cache_lock(entry: Path, waiting: str = "") -> Iterator[None]:
             if waiting:
                 print(waiting, file=sys.stderr)
             fcntl.flock(handle, fcntl.LOCK_EX)
+        except OSError:  # ENOLCK, EOPNOTSUPP: no locking here
+            yield
+            return
         try:
             yield
         finally:

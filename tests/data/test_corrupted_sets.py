@@ -319,3 +319,17 @@ def test_bench_corrupt_smoke():
     assert list(df.corruption) == ["contrast", "speckle_noise"]
     assert (df.images_per_s_1core > 0).all() and df.attrs["projected_full_set_s"] > 0
     assert df.benchmark.tolist() == [True, False]
+
+
+def test_a_file_system_without_locks_still_fills_the_cache(tmp_path, images, labels, monkeypatch):
+    """Some network mounts refuse flock (ENOLCK): the set is made without the lock."""
+    import errno
+    import fcntl
+
+    def refuse(handle, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", refuse)
+    kwargs = dict(corruptions=["contrast"], workers=1, progress=False, cache_root=tmp_path)
+    folder = S.ensure_cifar_c(images, labels, **kwargs)
+    assert (folder / "contrast.npy").is_file()
