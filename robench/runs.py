@@ -76,7 +76,8 @@ def run_lock(run_dir: Path) -> Iterator[None]:
     """Hold ``<run_dir>/.lock`` so two processes never train or evaluate one run at once.
 
     An advisory ``flock``: released by the OS when the process dies, so a killed run never
-    leaves a stale lock behind.
+    leaves a stale lock behind. On a file system that refuses ``flock`` (ENOLCK, EOPNOTSUPP:
+    some network mounts) the run goes on unguarded.
     """
     run_dir = run_dir.resolve()
     if run_dir in _HELD:
@@ -93,6 +94,9 @@ def run_lock(run_dir: Path) -> Iterator[None]:
                 f"run {run_dir.name} is in use by {owner}; wait for it to finish, or use "
                 "another results_dir or seed"
             ) from None
+        except OSError:  # no locking on this file system
+            yield
+            return
         handle.seek(0)
         handle.truncate()
         handle.write(f"robench process {os.getpid()}")

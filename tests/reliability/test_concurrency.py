@@ -84,3 +84,16 @@ def test_two_processes_train_two_runs_into_one_results_dir(tiny_npz, tmp_path) -
     )
     assert (results / "leaderboard.csv").is_file()
     assert sorted(gather_runs(results).seed) == [1, 2]
+
+
+def test_a_file_system_without_locks_still_trains(tiny_config, monkeypatch) -> None:
+    """Some network mounts refuse flock (ENOLCK): the run goes on without its lock."""
+    import errno
+    import fcntl
+
+    def refuse(handle, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", refuse)
+    run = train(tiny_config("train.epochs=1"), progress=False)
+    assert (run / "metrics.json").is_file()
