@@ -140,6 +140,7 @@ def cache_lock(entry: Path, waiting: str = "") -> Iterator[None]:
     are written atomically anyway."""
     entry.mkdir(parents=True, exist_ok=True)
     with open(entry / ".lock", "a+") as handle:
+        locked = True
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -147,12 +148,12 @@ def cache_lock(entry: Path, waiting: str = "") -> Iterator[None]:
                 print(waiting, file=sys.stderr)
             fcntl.flock(handle, fcntl.LOCK_EX)
         except OSError:  # ENOLCK, EOPNOTSUPP: no locking here
-            yield
-            return
+            locked = False
         try:
             yield
         finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            if locked:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def derive_seed(*parts: int | str) -> int:

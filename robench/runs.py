@@ -85,6 +85,7 @@ def run_lock(run_dir: Path) -> Iterator[None]:
         return
     run_dir.mkdir(parents=True, exist_ok=True)
     with open(run_dir / ".lock", "a+") as handle:
+        locked = True
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -95,8 +96,7 @@ def run_lock(run_dir: Path) -> Iterator[None]:
                 "another results_dir or seed"
             ) from None
         except OSError:  # no locking on this file system
-            yield
-            return
+            locked = False
         handle.seek(0)
         handle.truncate()
         handle.write(f"robench process {os.getpid()}")
@@ -108,7 +108,8 @@ def run_lock(run_dir: Path) -> Iterator[None]:
             _HELD.discard(run_dir)
             if [p.name for p in run_dir.iterdir()] == [".lock"]:
                 shutil.rmtree(run_dir)  # a run that failed before writing anything leaves nothing
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            if locked:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def clear_run(run_dir: Path) -> None:
