@@ -22,7 +22,7 @@ import hashlib
 import json
 import multiprocessing
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -531,12 +531,11 @@ def ensure_cifar_c(
     )
     key = hash_text(json.dumps(fields, sort_keys=True))
     root = Path(cache_root) if cache_root is not None else cache_dir() / "corruptions"
-    folder = root / key / dataset_name
-    with cache_lock(root / key, _waiting(folder, progress)):
-        manifest = _read_manifest(folder)
-        if manifest and manifest.get("key") == key and _files_ok(folder, manifest):
-            return folder
-        generate_cifar_c(
+    return _cached(
+        root / key,
+        dataset_name,
+        progress,
+        lambda: generate_cifar_c(
             images,
             labels,
             root / key,
@@ -548,12 +547,21 @@ def ensure_cifar_c(
             progress=progress,
             dataset_name=dataset_name,
             constants=table.name,
-        )
+        ),
+    )
+
+
+def _cached(entry: Path, dataset_name: str, progress: bool, generate: Callable[[], Any]) -> Path:
+    """``<entry>/<dataset_name>``: as cached when its manifest has the entry's key and its files
+    verify, else made by ``generate``; under the entry's cache lock, so processes that want it
+    at the same time make it once."""
+    folder = entry / dataset_name
+    waiting = f"waiting for another process to finish generating {folder}" if progress else ""
+    with cache_lock(entry, waiting):
+        manifest = _read_manifest(folder)
+        if not (manifest and manifest.get("key") == entry.name and _files_ok(folder, manifest)):
+            generate()
     return folder
-
-
-def _waiting(folder: Path, progress: bool) -> str:
-    return f"waiting for another process to finish generating {folder}" if progress else ""
 
 
 # --------------------------------------------------------------------------- CIFAR-10-P
@@ -671,12 +679,11 @@ def ensure_cifar_p(
     fields = _p_key_fields(perturbations, difficulty, seed, source["content_hash"], dataset_name)
     key = hash_text(json.dumps(fields, sort_keys=True))
     root = Path(cache_root) if cache_root is not None else cache_dir() / "perturbations"
-    folder = root / key / dataset_name
-    with cache_lock(root / key, _waiting(folder, progress)):
-        manifest = _read_manifest(folder)
-        if manifest and manifest.get("key") == key and _files_ok(folder, manifest):
-            return folder
-        generate_cifar_p(
+    return _cached(
+        root / key,
+        dataset_name,
+        progress,
+        lambda: generate_cifar_p(
             images,
             root / key,
             perturbations=perturbations,
@@ -686,5 +693,5 @@ def ensure_cifar_p(
             workers=workers,
             progress=progress,
             dataset_name=dataset_name,
-        )
-    return folder
+        ),
+    )
