@@ -649,19 +649,20 @@ def check_size(name: str, table: ConstantsTable, size: int) -> None:
     """Refuse what a table cannot make at ``size`` px: frost crops its pictures, pre-scaled by
     the table, at a random place (the reference's ``randint(0, side - size)``), so their short
     side must exceed the image's."""
-    if name != "frost":
+    if name != "frost" or size <= _frost_limit(table):
         return
-    limits = {
-        other.name: min(min(t.shape[:2]) for t in frost_textures(other.frost_scale)) - 1
-        for other in TABLES.values()
-    }
-    if size > limits[table.name]:
-        fits = ", ".join(f"{k!r} up to {v} px" for k, v in limits.items() if v >= size)
-        raise ConfigError(
-            f"frost with the {table.name!r} constants works up to {limits[table.name]} px "
-            f"(its pictures are scaled x{table.frost_scale}), not {size} px; choose constants "
-            f"that fit ({fits or 'none does'}) or evaluate a corrupted folder"
-        )
+    limits = {other.name: _frost_limit(other) for other in TABLES.values()}
+    fits = ", ".join(f"{k!r} up to {v} px" for k, v in limits.items() if v >= size)
+    raise ConfigError(
+        f"frost with the {table.name!r} constants works up to {limits[table.name]} px "
+        f"(its pictures are scaled x{table.frost_scale}), not {size} px; choose constants "
+        f"that fit ({fits or 'none does'}) or evaluate a corrupted folder"
+    )
+
+
+def _frost_limit(table: ConstantsTable) -> int:
+    """The largest image side frost can crop from the table's pictures."""
+    return min(min(t.shape[:2]) for t in frost_textures(table.frost_scale)) - 1
 
 
 def corrupt(
