@@ -16,10 +16,10 @@ from robench import models  # noqa: F401  (registers the CIFAR architectures in 
 from robench.augment import AUGMENTATIONS, create_augmentation
 from robench.config import Config, load_config
 from robench.data import load_dataset
-from robench.evaluate import METRICS, EvalContext, evaluate
+from robench.evaluation import METRICS, EvalContext, evaluate
 from robench.pipeline import evaluate_run, train
 from robench.plugins import discover
-from robench.report import report
+from robench.reporting import report
 
 __version__ = "0.1.0"
 

@@ -50,7 +50,7 @@ def _print_table(table: pd.DataFrame) -> None:
 def cmd_train(args: argparse.Namespace) -> None:
     from robench.config import load_config
     from robench.pipeline import train
-    from robench.report.tables import gather_runs, run_summary
+    from robench.reporting.tables import gather_runs, run_summary
 
     cfg = load_config(args.config, _overrides(args))
     run_dir = train(
@@ -148,9 +148,9 @@ def _int_arg(flag: str, text: str) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from robench.report import build_report
-    from robench.report.page import display_table
-    from robench.report.published import PUBLISHED_CSV
+    from robench.reporting import build_report
+    from robench.reporting.page import display_table
+    from robench.reporting.published import PUBLISHED_CSV
 
     rep = build_report(
         args.results_dir,
@@ -169,7 +169,7 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from robench.report.claims import check_claims, claims_display, failed
+    from robench.reporting.claims import check_claims, claims_display, failed
 
     table = check_claims(args.claims, args.results_dir)
     _print_table(claims_display(table))
@@ -205,7 +205,7 @@ def _csv_list(text: str | None) -> list[str] | None:
 
 def _save_table(table: pd.DataFrame, path: str | None) -> None:
     if path:
-        from robench.report.tables import write_csv
+        from robench.reporting.tables import write_csv
 
         print(f"wrote {write_csv(table, path)}")
 
@@ -232,14 +232,14 @@ def cmd_bench(args: argparse.Namespace) -> None:
         from robench.augment.bench import bench_augment
 
         methods = _csv_list(args.methods) or AUGMENTATIONS.names()
-        from robench.train import resolve_device
+        from robench.training import resolve_device
 
         table = bench_augment(
             methods, n_images=args.images, seed=args.seed, device=resolve_device(args.device)
         )
     elif args.stage == "train":
         from robench.augment import AUGMENTATIONS
-        from robench.train.bench import bench_train
+        from robench.training.bench import bench_train
 
         methods = _csv_list(args.methods) or AUGMENTATIONS.names()
         table = bench_train(
@@ -252,7 +252,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
             variants=[_csv_list(v) or [] for v in args.variant or [""]],
         )
     elif args.stage == "eval":
-        from robench.train.bench import bench_eval
+        from robench.training.bench import bench_eval
 
         table = bench_eval(model=args.model, n_images=max(args.images, 1000), device=args.device)
     elif args.stage == "suite":
@@ -273,11 +273,11 @@ def cmd_bench(args: argparse.Namespace) -> None:
 def _bench_suite(args: argparse.Namespace) -> pd.DataFrame:
     from robench.config import ALL_METRICS
     from robench.data import load_dataset
-    from robench.evaluate import EvalContext
-    from robench.evaluate.bench import bench_suite
+    from robench.evaluation import EvalContext
+    from robench.evaluation.bench import bench_suite
     from robench.io import cache_dir
     from robench.models import create_model
-    from robench.train import resolve_device, use_amp
+    from robench.training import resolve_device, use_amp
 
     if not args.dataset:
         raise RobenchError("bench suite needs --dataset, e.g. imagefolder:PATH or cifar10")
@@ -299,7 +299,7 @@ def _bench_suite(args: argparse.Namespace) -> pd.DataFrame:
 def cmd_corrupt(args: argparse.Namespace) -> None:
     from robench.data import load_dataset
     from robench.data.corrupted_sets import generate_cifar_c, generate_cifar_p
-    from robench.evaluate.corruption import eval_subset, resolve_constants
+    from robench.evaluation.corruption import eval_subset, resolve_constants
 
     data = load_dataset(args.dataset, "test", root=args.data_root, progress=not args.quiet)
     index = eval_subset(len(data), args.n, args.seed)

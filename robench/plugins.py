@@ -36,7 +36,7 @@ from timm.models import model_entrypoint, register_model
 
 from robench.augment.base import AUGMENTATIONS, Augmentation
 from robench.data.datasets import BUILTIN_PREFIXES, DATASETS
-from robench.evaluate.base import METRICS
+from robench.evaluation.base import METRICS
 from robench.models import CIFAR_MODELS
 from robench.registry import BUILT_IN, Registry
 

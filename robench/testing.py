@@ -36,7 +36,7 @@ import torch
 from robench.augment.base import Augmentation, create_augmentation
 from robench.data.datasets import DataIdentity, ImageData, check_same_classes, load_dataset
 from robench.errors import ConfigError, RobenchError
-from robench.evaluate.base import METRICS, EvalContext, MetricResult
+from robench.evaluation.base import METRICS, EvalContext, MetricResult
 from robench.models import create_model
 
 __all__ = [

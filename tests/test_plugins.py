@@ -23,13 +23,13 @@ from robench.cli import main
 from robench.data import load_dataset
 from robench.data.datasets import DATASETS
 from robench.errors import ConfigError, DataError
-from robench.evaluate import METRICS
-from robench.evaluate.base import MetricResult
+from robench.evaluation import METRICS
+from robench.evaluation.base import MetricResult
 from robench.models import create_model
 from robench.pipeline import evaluate_run, train
 from robench.plugins import MODELS, PROBLEMS, discover
-from robench.report.leaderboard import leaderboard
-from robench.report.tables import gather_runs
+from robench.reporting.leaderboard import leaderboard
+from robench.reporting.tables import gather_runs
 from robench.testing import check_augmentation, check_dataset, check_metric, check_model
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "robench-noisemix"

@@ -20,9 +20,9 @@ from robench.config import load_config
 from robench.data import load_dataset
 from robench.data.folders import random_resized_crop_box
 from robench.errors import ConfigError, DataError
-from robench.evaluate import METRICS, EvalContext, check_metrics
-from robench.evaluate.base import predict_logits
-from robench.evaluate.corruption import (
+from robench.evaluation import METRICS, EvalContext, check_metrics
+from robench.evaluation.base import predict_logits
+from robench.evaluation.corruption import (
     ALEXNET_CLEAN_ERROR,
     ALEXNET_ERRORS,
     alexnet_mce,

@@ -10,7 +10,7 @@ import pytest
 
 from robench.errors import RobenchError
 from robench.pipeline import train
-from robench.report.tables import gather_runs
+from robench.reporting.tables import gather_runs
 from robench.runs import run_id, run_lock
 
 REPO = Path(__file__).resolve().parents[2]

@@ -15,7 +15,7 @@ import torch
 from robench.errors import Interrupted
 from robench.pipeline import train
 from robench.runs import load_checkpoint, read_metrics
-from robench.train.trainer import Trainer
+from robench.training.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[2]
 

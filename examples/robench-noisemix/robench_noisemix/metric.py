@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from robench.data import ImageData
-from robench.evaluate.base import EvalContext, MetricResult, predict_logits
+from robench.evaluation.base import EvalContext, MetricResult, predict_logits
 
 
 def noise_error(

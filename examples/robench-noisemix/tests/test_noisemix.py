@@ -13,7 +13,7 @@ import pytest
 import torch
 from robench_noisemix import NoiseMix, noise_error
 
-from robench.evaluate.base import EvalContext
+from robench.evaluation.base import EvalContext
 from robench.testing import check_augmentation, check_metric, tiny_data
 
 
@@ -71,7 +71,7 @@ def test_installed_entry_points_reach_robench() -> None:
     except PackageNotFoundError:
         pytest.skip("robench-noisemix is not installed (pip install -e .)")
     from robench.augment import AUGMENTATIONS
-    from robench.evaluate import METRICS
+    from robench.evaluation import METRICS
 
     origin = f"robench-noisemix {dist.version}"
     assert AUGMENTATIONS.entry("noisemix").origin == origin

@@ -1,0 +1,152 @@
+"""The metric plugin protocol and the data every metric receives.
+
+A metric is a callable ``metric(model, data, ctx, **options) -> MetricResult``. It gets the model
+(float input in [0, 1], normalisation inside), the clean test set and an :class:`EvalContext`
+(device, batch size, seed, cache directory), and returns flat named numbers plus optional tables
+and per-example records (so reports can bootstrap confidence intervals and pair methods).
+
+A metric may also carry ``metric.validate(**options)``: called with the configured options
+before any work (before training, too), it raises a ``ConfigError``/``DataError`` for options
+that cannot work, such as a benchmark folder that is not there. And ``metric.headline``,
+``{value name: {"title": ..., "unit": ..., "higher_is_better": False}}``, names the values that
+``robench report`` treats as headline numbers: leaderboard columns (mean, std and CI over
+seeds), a bar chart, page columns, after the built-in ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from robench.data.datasets import ImageData
+from robench.data.folders import FolderImages
+from robench.registry import Registry
+from robench.training import distributed
+
+
+@dataclass
+class EvalContext:
+    """Where and how to evaluate: shared by every metric of one suite run."""
+
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    batch_size: int = 500
+    seed: int = 0
+    cache_dir: Path = Path("results/cache")
+    data_root: Path | None = None
+    progress: bool = True
+    amp: bool = False  # bf16 autocast for inference (CUDA)
+    shard: bool = False  # under torchrun: each rank predicts a shard, all get every logit
+
+
+@dataclass
+class MetricResult:
+    """What one metric returns: ``values`` go into metrics.json and the leaderboard."""
+
+    values: dict[str, float]
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    records: dict[str, np.ndarray] = field(default_factory=dict)
+    seconds: float = 0.0  # wall time, filled in by the suite
+
+
+class Metric(Protocol):
+    def __call__(
+        self, model: torch.nn.Module, data: ImageData, ctx: EvalContext, **options: Any
+    ) -> MetricResult: ...
+
+
+METRICS: Registry[Metric] = Registry("metric")
+
+
+def batches(
+    images: torch.Tensor | FolderImages, batch_size: int, desc: str = "", progress: bool = True
+) -> Iterator[torch.Tensor]:
+    """Slices of a uint8 (N, 3, H, W) tensor, with a tqdm bar; a set on disk is streamed in
+    batches decoded by its DataLoader workers instead."""
+    if isinstance(images, FolderImages):
+        yield from tqdm(images.loader(batch_size), desc=desc, disable=not progress, leave=False)
+        return
+    starts = range(0, len(images), batch_size)
+    for start in tqdm(starts, desc=desc, disable=not progress, leave=False, unit="batch"):
+        yield images[start : start + batch_size]
+
+
+@torch.inference_mode()
+def predict_logits(
+    model: torch.nn.Module,
+    images: torch.Tensor | FolderImages,
+    ctx: EvalContext,
+    desc: str = "predict",
+) -> torch.Tensor:
+    """Float32 logits (N, C) on the CPU, model in eval mode.
+
+    ``images`` (N, 3, H, W) are uint8, or float already in [0, 1] (e.g. synthetic OOD noise that
+    rounding to uint8 would change), or a :class:`FolderImages` streamed from disk.
+    With ``ctx.shard`` (torchrun) each rank predicts its contiguous shard and the logits are
+    all-gathered in order: every metric built on this function gets the single-process logits.
+    """
+    lo, hi = shard(len(images), ctx)
+    if (lo, hi) == (0, len(images)):
+        return _predict(model, images, ctx, desc)
+    part = images.subset(range(lo, hi)) if isinstance(images, FolderImages) else images[lo:hi]
+    return gather_shards(_predict(model, part, ctx, desc), len(images), ctx)
+
+
+def shard(n: int, ctx: EvalContext) -> tuple[int, int]:
+    """The rows ``[lo, hi)`` of ``n`` inputs this process evaluates: with ``ctx.shard`` under
+    torchrun its contiguous shard (:func:`~robench.training.distributed.shard_bounds`), else all."""
+    world = distributed.world()
+    if ctx.shard and 1 < world.size <= n:
+        return distributed.shard_bounds(n, world.rank, world.size)
+    return 0, n
+
+
+def gather_shards(local: torch.Tensor, n: int, ctx: EvalContext) -> torch.Tensor:
+    """Every process's :func:`shard` rows of a per-input result, all ``n`` of them, in order,
+    on every process (on the CPU); ``local`` itself where nothing is sharded."""
+    if shard(n, ctx) == (0, n):
+        return local
+    if local.dtype == torch.bool:  # not every backend gathers bools
+        return gather_shards(local.to(torch.uint8), n, ctx).bool()
+    return distributed.gather_rows(local, n, ctx.device)
+
+
+def _predict(
+    model: torch.nn.Module, images: torch.Tensor | FolderImages, ctx: EvalContext, desc: str
+) -> torch.Tensor:
+    model.eval()
+    scale = 255.0 if images.dtype == torch.uint8 else 1.0
+    out = []
+    for chunk in batches(images, ctx.batch_size, desc, ctx.progress):
+        out += [_forward(model, part, scale, ctx) for part in _fitting(chunk, ctx)]
+    return torch.cat(out)
+
+
+def _fitting(chunk: torch.Tensor, ctx: EvalContext) -> list[torch.Tensor]:
+    """The chunk itself, or halves of it once the device ran out of memory on that size."""
+    size = ctx.batch_size
+    return [chunk[i : i + size] for i in range(0, len(chunk), size)]
+
+
+def _forward(
+    model: torch.nn.Module, part: torch.Tensor, scale: float, ctx: EvalContext
+) -> torch.Tensor:
+    """Logits of one batch; on a CUDA out-of-memory error, halve ``ctx.batch_size`` and retry,
+    so evaluation runs at the largest batch that fits (the size is kept for later batches)."""
+    try:
+        x = part.to(ctx.device, non_blocking=True).float().div_(scale)
+        x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=ctx.amp):
+            return model(x).float().cpu()
+    except torch.OutOfMemoryError:
+        if len(part) <= 1:
+            raise
+        torch.cuda.empty_cache()
+        ctx.batch_size = max(1, len(part) // 2)
+        return torch.cat([_forward(model, p, scale, ctx) for p in _fitting(part, ctx)])

@@ -1,0 +1,26 @@
+"""``clean``: top-1 error and negative log-likelihood on the clean test set."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from robench.data import ImageData
+from robench.evaluation.base import METRICS, EvalContext, MetricResult, predict_logits
+
+
+@METRICS.register("clean", description="clean test error (%) and NLL")
+def clean(model: torch.nn.Module, data: ImageData, ctx: EvalContext) -> MetricResult:
+    logits = predict_logits(model, data.images, ctx, desc="clean")
+    probs = logits.softmax(1)
+    confidence, pred = probs.max(1)
+    correct = pred == data.labels
+    nll = F.cross_entropy(logits, data.labels).item()
+    return MetricResult(
+        values={"clean_error": 100.0 * (1 - correct.float().mean().item()), "clean_nll": nll},
+        records={
+            "label": data.labels.numpy(),
+            "pred": pred.numpy(),
+            "confidence": confidence.numpy(),
+        },
+    )

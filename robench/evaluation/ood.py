@@ -1,0 +1,148 @@
+"""OOD detection: AUROC, AUPR and FPR at 95 % TPR, outlier-exposure conventions.
+
+OOD images are the positive class and the anomaly score is the negated in-distribution score
+(MSP by default, as OE's ``get_measures``); AUPR is therefore "AUPR-Out" and depends on the
+OOD:ID ratio (OE: 2,000 per set against 10,000 test images). FPR95 is the fraction of
+in-distribution images flagged at the threshold whose OOD recall is *closest* to 95 % (spec
+evaluators §5.1), not the first threshold reaching it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from robench.data.datasets import ImageData
+from robench.data.ood import DEFAULT_SETS, load_ood_set
+from robench.errors import ConfigError, DataError
+from robench.evaluation.base import METRICS, EvalContext, MetricResult, predict_logits
+from robench.io import derive_seed
+
+SCORES = ("msp", "energy", "max_logit")
+MEASURES = ("auroc", "aupr", "fpr95")
+#: the in-distribution data set name -> its near-OOD partner, tried when no ``sets`` are given
+OTHER_CIFAR = {"cifar10": "cifar100", "cifar10-jpeg": "cifar100", "cifar100": "cifar10"}
+
+
+def ood_score(logits: torch.Tensor, score: str = "msp") -> np.ndarray:
+    """Per-example in-distribution score, higher = more in-distribution (float64).
+
+    ``msp``: max softmax probability; ``energy``: logsumexp of the logits (the negative free
+    energy at T = 1, Liu et al.); ``max_logit``: the largest logit (Hendrycks et al.).
+    """
+    logits = logits.double()
+    if score == "msp":
+        return logits.softmax(1).amax(1).numpy()
+    if score == "energy":
+        return logits.logsumexp(1).numpy()
+    if score == "max_logit":
+        return logits.amax(1).numpy()
+    raise ValueError(f"score must be one of {SCORES}, got {score!r}")
+
+
+def fpr_at_recall(is_ood: np.ndarray, anomaly: np.ndarray, recall_level: float = 0.95) -> float:
+    """FPR at the distinct-score threshold whose OOD recall is closest to ``recall_level``.
+
+    As OE's ``fpr_and_fdr_at_recall``: sort by anomaly descending, cumulate true positives at the
+    end of each run of equal scores, keep thresholds up to the first reaching full recall, and
+    take the first argmin of |recall - level| counting from the lowest threshold.
+    """
+    order = np.argsort(anomaly, kind="mergesort")[::-1]
+    score, positive = anomaly[order], is_ood[order].astype(bool)
+    ends = np.r_[np.flatnonzero(np.diff(score)), score.size - 1]
+    tps = np.cumsum(positive, dtype=np.float64)[ends]
+    fps = 1 + ends - tps
+    last = tps.searchsorted(tps[-1])
+    recall, fps = (tps / tps[-1])[last::-1], fps[last::-1]
+    cutoff = np.argmin(np.abs(recall - recall_level))
+    return float(fps[cutoff] / np.sum(~positive))
+
+
+def ood_measures(score_in: np.ndarray, score_out: np.ndarray) -> dict[str, float]:
+    """AUROC, AUPR and FPR95 as fractions, OOD positive, from in-distribution scores
+    (higher = more in-distribution, e.g. MSP) of in-distribution and OOD examples."""
+    # Imported here: scikit-learn's metrics take about a second to import, `robench --help` none.
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    score_in = np.asarray(score_in, dtype=np.float64).ravel()
+    score_out = np.asarray(score_out, dtype=np.float64).ravel()
+    if score_in.size == 0 or score_out.size == 0:
+        raise ValueError("ood_measures needs at least one in-distribution and one OOD score")
+    anomaly = -np.r_[score_out, score_in]
+    is_ood = np.r_[np.ones(score_out.size), np.zeros(score_in.size)]
+    return {
+        "auroc": float(roc_auc_score(is_ood, anomaly)),
+        "aupr": float(average_precision_score(is_ood, anomaly)),
+        "fpr95": fpr_at_recall(is_ood, anomaly),
+    }
+
+
+@METRICS.register("ood", description="OOD detection AUROC/AUPR/FPR95 (MSP) vs synthetic sets")
+def ood(
+    model: torch.nn.Module,
+    data: ImageData,
+    ctx: EvalContext,
+    *,
+    sets: list[str] | None = None,
+    score: str = "msp",
+    n_ood: int = 2000,
+) -> MetricResult:
+    """Per-set and mean AUROC, AUPR and FPR95 (%) of the test set against each OOD set.
+
+    ``sets`` defaults to gaussian, rademacher, blobs and textures, plus the other CIFAR when it
+    is under ``ctx.data_root`` (otherwise a "skipped" row in the ``sets`` table says why). A set
+    listed explicitly must load, or a DataError says what is missing.
+    """
+    if score not in SCORES:
+        raise ConfigError(f"ood score must be one of {', '.join(SCORES)}, got {score!r}")
+    if n_ood < 1:
+        raise ConfigError(f"ood n_ood must be >= 1, got {n_ood}")
+    if sets is not None and (isinstance(sets, str) or not sets):
+        raise ConfigError(f"ood sets must be a non-empty list of set names, got {sets!r}")
+    optional = []
+    if sets is None:
+        sets = list(DEFAULT_SETS)
+        optional = [OTHER_CIFAR[data.identity.name]] if data.identity.name in OTHER_CIFAR else []
+
+    score_in = ood_score(predict_logits(model, data.images, ctx, desc="ood"), score)
+    rows: list[dict[str, object]] = []
+    values: dict[str, float] = {}
+    for spec in [*sets, *optional]:
+        seed = derive_seed(ctx.seed, "ood", spec)
+        try:
+            ood_set = load_ood_set(
+                spec, n=n_ood, image_size=data.image_size, seed=seed, data_root=ctx.data_root
+            )
+        except DataError as e:
+            if spec not in optional:
+                raise
+            rows.append({"set": spec, "spec": spec, "status": f"skipped: {e}"})
+            continue
+        if ood_set.name in {row["set"] for row in rows}:
+            raise ConfigError(f"ood sets: two sets are labelled {ood_set.name!r}; rename a folder")
+        measures = ood_measures(
+            score_in, ood_score(predict_logits(model, ood_set.images, ctx, desc="ood"), score)
+        )
+        for key, value in measures.items():
+            values[f"ood_{key}_{ood_set.name}"] = 100 * value
+        rows.append(
+            {"set": ood_set.name, "spec": spec, "status": "evaluated", "source": ood_set.source}
+            | {"count": len(ood_set.images), "dtype": str(ood_set.images.dtype), "seed": seed}
+            | {key: 100 * value for key, value in measures.items()}
+        )
+    evaluated = [row for row in rows if row["status"] == "evaluated"]
+    for key in MEASURES:
+        values[f"ood_{key}_mean"] = float(np.mean([row[key] for row in evaluated]))
+    settings = {
+        "score": score,
+        "n_ood": n_ood,
+        "positive": "ood",
+        "fpr95": "recall closest to 95% (outlier-exposure get_measures)",
+        "in_distribution": len(data),
+    }
+    return MetricResult(
+        values=values,
+        tables={"sets": pd.DataFrame(rows), "settings": pd.DataFrame([settings])},
+        records={"ood_score": score_in},
+    )

@@ -1,0 +1,64 @@
+"""The evaluator suite: run a list of metric plugins on one model and collect their results."""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from robench.config import ALL_METRICS
+from robench.data import ImageData
+from robench.errors import ConfigError
+from robench.evaluation.base import METRICS, EvalContext, MetricResult
+
+#: what ``robench evaluate`` runs when no list is given: the whole suite
+DEFAULT_METRICS = tuple(ALL_METRICS)
+
+
+def check_metrics(metrics: Sequence[str], options: dict[str, dict[str, Any]]) -> None:
+    """Unknown metric names and options, and options a metric's ``validate`` refuses (a
+    missing benchmark folder), fail here, before any work (or training) is done."""
+    for name in [*metrics, *options]:
+        metric = METRICS.get(name)
+        try:
+            inspect.signature(metric).bind(None, None, None, **options.get(name, {}))
+        except TypeError as err:
+            raise ConfigError(f"evaluate.options.{name}: {err}") from None
+        validate = getattr(metric, "validate", None)
+        if validate is not None and name in metrics:
+            validate(**options.get(name, {}))
+
+
+def evaluate(
+    model: torch.nn.Module,
+    data: ImageData,
+    metrics: list[str] | tuple[str, ...] = DEFAULT_METRICS,
+    *,
+    ctx: EvalContext | None = None,
+    options: dict[str, dict[str, Any]] | None = None,
+    on_result: Callable[[str, MetricResult], None] | None = None,
+) -> dict[str, MetricResult]:
+    """Evaluate ``model`` (float input in [0, 1]) on ``data`` with each named metric plugin.
+
+    ``options`` maps a metric name to its keyword options, e.g. ``{"pgd": {"steps": 10}}``.
+    ``on_result(name, result)`` is called as each metric finishes (to save it at once, so an
+    interrupted evaluation keeps what it finished).
+    """
+    ctx = ctx or EvalContext()
+    options = options or {}
+    check_metrics(metrics, options)
+    results: dict[str, MetricResult] = {}
+    model = model.to(ctx.device).eval()
+    for name in tqdm(metrics, desc="evaluate", disable=not ctx.progress or len(metrics) < 2):
+        metric = METRICS.get(name)
+        start = time.perf_counter()
+        result = metric(model, data, ctx, **options.get(name, {}))
+        result.seconds = time.perf_counter() - start
+        results[name] = result
+        if on_result is not None:
+            on_result(name, result)
+    return results

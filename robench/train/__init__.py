@@ -1,5 +1,0 @@
-"""Training: the loop and its schedule (loss terms come from the augmentation plugins)."""
-
-from robench.train.trainer import Trainer, resolve_device, use_amp
-
-__all__ = ["Trainer", "resolve_device", "use_amp"]

@@ -1,0 +1,59 @@
+"""Headline values declared by a metric plugin reach the leaderboard, the page and the plots."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from fabricate import fabricate_run
+
+from robench.errors import RobenchError
+from robench.evaluation.base import METRICS
+from robench.reporting import build_report
+from robench.reporting.leaderboard import HEADLINE, headline_metrics
+
+
+def _blur_error() -> None:
+    """A stand-in metric plugin (never called here: the runs are fabricated)."""
+
+
+@pytest.fixture
+def plugin_metric() -> Iterator[None]:
+    _blur_error.headline = {
+        "blur_error": {"title": "Error under blur", "unit": "%", "higher_is_better": False}
+    }
+    METRICS.register("blur", description="test plugin")(_blur_error)
+    yield
+    METRICS.unregister("blur")
+
+
+def test_a_plugin_headline_follows_the_built_in_ones(plugin_metric) -> None:
+    names = list(headline_metrics())
+    assert names[: len(HEADLINE)] == list(HEADLINE)
+    assert names[len(HEADLINE) :] == ["blur_error"]
+    assert headline_metrics()["blur_error"].title == "Error under blur"
+
+
+def test_plugin_headline_values_get_columns_a_page_column_and_a_bar_chart(
+    plugin_metric, results: Path
+) -> None:
+    for method, base in (("baseline", 40.0), ("ipmix", 30.0)):
+        for seed in (0, 1):
+            extra = {"blur": {"blur_error": base + seed, "blur_sigma": 1.5}}
+            fabricate_run(results, method, seed, extra=extra)
+    report = build_report(results)
+    board = pd.read_csv(results / "leaderboard.csv").set_index("method")
+    assert board.loc["ipmix", "blur_error"] == pytest.approx(30.5)
+    assert board.loc["baseline", "blur_error_std"] == pytest.approx(0.7071, rel=1e-3)
+    assert "blur_sigma" not in board  # not declared: runs.csv only
+    assert "bar_blur_error" in {p.name for p in report.plots}
+    assert (results / "plots" / "bar_blur_error.png").is_file()
+    assert "blur_error (%) ↓" in (results / "report.md").read_text()
+
+
+def test_a_malformed_headline_is_an_error_naming_the_plugin(plugin_metric) -> None:
+    _blur_error.headline = {"blur_error": {"title": "Error under blur", "colour": "red"}}
+    with pytest.raises(RobenchError, match="metric plugin 'blur' has a malformed headline"):
+        headline_metrics()

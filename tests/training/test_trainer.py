@@ -1,0 +1,107 @@
+"""The training loop: schedule, determinism, bit-exact resume, learning, NaN guard."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from robench.errors import RobenchError
+from robench.pipeline import train
+from robench.runs import load_checkpoint, read_metrics
+from robench.training.trainer import cosine_factor
+
+
+def test_cosine_schedule_matches_the_official_formula() -> None:
+    lr, lr_min, total = 0.1, 1e-6, 100
+    assert cosine_factor(0, total, lr, lr_min) == pytest.approx(1.0)
+    assert cosine_factor(total, total, lr, lr_min) * lr == pytest.approx(lr_min)
+    f = lr_min / lr
+    mid = f + (1 - f) * 0.5 * (1 + math.cos(math.pi * 0.5))
+    assert cosine_factor(50, total, lr, lr_min) == pytest.approx(mid)
+
+
+def _weights(run_dir) -> dict[str, torch.Tensor]:
+    return load_checkpoint(run_dir / "checkpoint.pt")["model"]
+
+
+def _assert_same_weights(a, b) -> None:
+    wa, wb = _weights(a), _weights(b)
+    assert wa.keys() == wb.keys()
+    for key in wa:
+        assert torch.equal(wa[key], wb[key]), key
+
+
+@pytest.mark.parametrize("path", ["batch", "sample"])
+def test_two_epochs_equal_one_plus_resume_plus_one(tiny_config, tmp_path, path) -> None:
+    opts = f"augment.options={{path = '{path}'}}"
+    straight = train(
+        tiny_config(opts, f'results_dir="{tmp_path}/a"', "model.options={drop_rate = 0.2}"),
+        progress=False,
+    )
+    cfg = tiny_config(opts, f'results_dir="{tmp_path}/b"', "model.options={drop_rate = 0.2}")
+    stopped = train(cfg, progress=False, stop_after=1)
+    assert read_metrics(stopped) is None  # an interrupted run has no results yet
+    assert load_checkpoint(stopped / "checkpoint.pt")["epoch"] == 1
+    resumed = train(cfg, resume=True, progress=False)
+    assert resumed.name == straight.name
+    _assert_same_weights(straight, resumed)
+    a, b = read_metrics(straight), read_metrics(resumed)
+    assert a["metrics"]["clean"] == b["metrics"]["clean"]
+    assert (straight / "train_log.csv").read_text().splitlines()[1].split(",")[:4] == (
+        (resumed / "train_log.csv").read_text().splitlines()[1].split(",")[:4]
+    )
+
+
+def test_workers_do_not_change_the_numbers(tiny_config, tmp_path) -> None:
+    opts = "augment.options={path = 'sample'}"
+    one = train(
+        tiny_config(opts, "train.epochs=1", f'results_dir="{tmp_path}/w0"'),
+        progress=False,
+        evaluate_after=False,
+    )
+    two = train(
+        tiny_config(opts, "train.epochs=1", "train.workers=2", f'results_dir="{tmp_path}/w2"'),
+        progress=False,
+        evaluate_after=False,
+    )
+    _assert_same_weights(one, two)
+
+
+def test_different_seeds_differ(tiny_config, tmp_path) -> None:
+    a = train(tiny_config("train.epochs=1", "seed=1"), progress=False, evaluate_after=False)
+    b = train(tiny_config("train.epochs=1", "seed=2"), progress=False, evaluate_after=False)
+    assert not torch.equal(_weights(a)["model.fc.weight"], _weights(b)["model.fc.weight"])
+
+
+def test_learns_the_tiny_task(tiny_config) -> None:
+    run = train(tiny_config("train.epochs=4"), progress=False)
+    doc = read_metrics(run)
+    assert doc["metrics"]["clean"]["clean_error"] < 50.0  # chance is 75 %
+    assert doc["data"]["train"]["count"] == 48 and doc["data"]["test"]["count"] == 24
+    assert doc["versions"]["torch"] == torch.__version__.split("+")[0] or doc["versions"]["torch"]
+    assert doc["config"]["seed"] == doc["seed"] == 0
+
+
+def test_existing_run_needs_resume_or_force(tiny_config) -> None:
+    cfg = tiny_config("train.epochs=1")
+    train(cfg, progress=False, evaluate_after=False)
+    with pytest.raises(RobenchError, match="--resume to continue it or --force"):
+        train(cfg, progress=False)
+    train(cfg, progress=False, force=True, evaluate_after=False)
+
+
+def test_nan_loss_stops_with_a_clear_error(tiny_config) -> None:
+    cfg = tiny_config("train.epochs=2", "train.lr=1e30", "train.weight_decay=0")
+    with pytest.raises(RobenchError, match=r"NaN/inf at epoch \d+, step \d+"):
+        train(cfg, progress=False)
+
+
+def test_resume_of_a_finished_run_only_adds_missing_metrics(tiny_config, monkeypatch) -> None:
+    cfg = tiny_config("train.epochs=1")
+    run = train(cfg, progress=False)
+    before = (run / "checkpoint.pt").stat().st_mtime_ns
+    monkeypatch.setattr("robench.pipeline.Trainer.fit", lambda *a, **k: pytest.fail("retrained"))
+    assert train(cfg, resume=True, progress=False) == run
+    assert (run / "checkpoint.pt").stat().st_mtime_ns == before
