@@ -169,13 +169,36 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from robench.reporting.claims import check_claims, claims_display, failed
+    from robench.reporting.claims import NOT_ENOUGH_DATA, check_claims, claims_display, failed
 
     table = check_claims(args.claims, args.results_dir)
     _print_table(claims_display(table))
     print(", ".join(f"{n} {status}" for status, n in table["status"].value_counts().items()))
     _save_table(table, args.csv)
-    return 1 if len(failed(table, strict=args.strict)) else 0
+    bad = failed(table, allow_missing=args.allow_missing)
+    if len(bad) and (bad["status"] == NOT_ENOUGH_DATA).any():
+        print(
+            "NOT-ENOUGH-DATA fails the check: train the missing runs, point --results-dir at "
+            "the runs, or pass --allow-missing"
+        )
+    return 1 if len(bad) else 0
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from robench.runs import export_runs, list_runs
+
+    if not list_runs(args.results_dir):
+        raise RobenchError(
+            f"no finished runs under {Path(args.results_dir) / 'runs'}; train some first, or "
+            "pass --results-dir with the folder that holds them"
+        )
+    exported = export_runs(args.results_dir, args.store, config=args.config)
+    if not exported:
+        raise RobenchError(
+            f"no finished runs of config {args.config!r} under {Path(args.results_dir) / 'runs'}"
+        )
+    print(f"exported {len(exported)} runs to {Path(args.store) / 'runs'} (no checkpoints)")
+    print(f"next: robench report --results-dir {args.store}")
 
 
 def cmd_list(args: argparse.Namespace) -> None:
@@ -394,9 +417,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="check claims (TOML) against the results; exit 1 if any fail")
     p.add_argument("claims", help="claims file, e.g. baselines/claims/ipmix_paper.toml")
     p.add_argument("--results-dir", default="results", help="default: results")
-    p.add_argument("--strict", action="store_true", help="NOT-ENOUGH-DATA also fails (exit 1)")
+    p.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="claims without enough data do not fail the check (by default they do: exit 1)",
+    )
     p.add_argument("--csv", help="also write the claims table to this CSV file")
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser(
+        "export", help="copy finished runs without checkpoints into a results store (for git)"
+    )
+    p.add_argument("store", help="the store folder, e.g. baselines/reference/quick_suite")
+    p.add_argument("--results-dir", default="results", help="where the runs are (results)")
+    p.add_argument("--config", help="only the runs of the config with this name")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("gallery", help="PNG grids of augmented views and of the mixing set")
     p.add_argument("--dataset", default="imagefolder:../shared/data/cifar10-jpeg")

@@ -191,3 +191,34 @@ def read_records(run_dir: Path) -> dict[str, np.ndarray]:
 def list_runs(results_dir: str | Path) -> list[Path]:
     root = runs_root(results_dir)
     return sorted(p for p in root.glob("*") if (p / "metrics.json").is_file())
+
+
+#: what a run folder keeps in a results store: everything but the checkpoint and the lock
+STORE_FILES = ("config.toml", "metrics.json", "train_log.csv", "records.npz")
+
+
+def export_runs(
+    results_dir: str | Path, store: str | Path, *, config: str | None = None
+) -> list[Path]:
+    """Copy the finished runs (of the config named ``config``, or all) into ``store`` without
+    their checkpoints: a folder of results small enough for git that ``robench report`` and
+    ``robench check --results-dir`` read like any results folder. Each run folder is filled
+    beside its place and renamed into it, so a store never holds half a run."""
+    exported = []
+    for run_dir in list_runs(results_dir):
+        doc = read_metrics(run_dir)
+        if doc is None or (config is not None and doc["config"]["name"] != config):
+            continue
+        target = runs_root(store) / run_dir.name
+        staging = target.with_name(f".{run_dir.name}.tmp")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        for name in STORE_FILES:
+            if (run_dir / name).is_file():
+                shutil.copy2(run_dir / name, staging / name)
+        if (run_dir / "tables").is_dir():
+            shutil.copytree(run_dir / "tables", staging / "tables")
+        shutil.rmtree(target, ignore_errors=True)
+        staging.rename(target)
+        exported.append(target)
+    return exported

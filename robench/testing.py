@@ -19,6 +19,7 @@ data and the model are never modified; plugins survive pickling (DataLoader work
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import inspect
 import json
 import math
@@ -268,7 +269,8 @@ def check_metric(
     result.
 
     Runs it twice with the same seed (the values must agree) and checks the result's types, that
-    the values are finite numbers, and that neither the model nor the data changed.
+    the values are finite numbers and among its declared ``value_names`` (when it declares them),
+    and that neither the model nor the data changed.
     """
     fn = METRICS.get(metric) if isinstance(metric, str) else metric
     what = f"metric {_label(metric)}"
@@ -310,6 +312,14 @@ def check_metric(
     )
     state = model.state_dict()
     _require(all(torch.equal(state[k], v) for k, v in params.items()), what, "modified the model")
+    declared = getattr(fn, "value_names", None)
+    if declared is not None:
+        for name in first.values:
+            _require(
+                any(fnmatch.fnmatchcase(name, pattern) for pattern in declared),
+                what,
+                f"value {name!r} is not among its value_names {tuple(declared)}",
+            )
     headline = getattr(fn, "headline", None) or {}
     for name, info in dict(headline).items():
         _require(name in first.values, what, f"headline value {name!r} is not among its values")

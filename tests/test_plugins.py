@@ -432,6 +432,13 @@ def not_a_number(model, data, ctx) -> MetricResult:
     return MetricResult(values={"x": "high"})
 
 
+def undeclared_value(model, data, ctx) -> MetricResult:
+    return MetricResult(values={"x": 1.0, "y_extra": 2.0})
+
+
+undeclared_value.value_names = ("x", "y_*_z")
+
+
 @pytest.mark.parametrize(
     ("metric", "message"),
     [
@@ -439,6 +446,7 @@ def not_a_number(model, data, ctx) -> MetricResult:
         (writes_data, "modified the test data"),
         (trains_model, "modified the model"),
         (not_a_number, "value 'x' is str, not a number"),
+        (undeclared_value, r"value 'y_extra' is not among its value_names \('x', 'y_\*_z'\)"),
     ],
 )
 def test_check_metric_catches(metric: Callable[..., MetricResult], message: str) -> None:

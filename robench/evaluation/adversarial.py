@@ -277,3 +277,7 @@ def pgd(
         tables={"settings": pd.DataFrame([settings])},
         records={"adv_correct": adv_correct.numpy(), "clean_correct": clean_correct.numpy()},
     )
+
+
+#: the values ``pgd`` returns
+pgd.value_names = ("pgd_error", "pgd_clean_error_on_subset")  # type: ignore[attr-defined]

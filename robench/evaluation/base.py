@@ -10,7 +10,10 @@ before any work (before training, too), it raises a ``ConfigError``/``DataError`
 that cannot work, such as a benchmark folder that is not there. And ``metric.headline``,
 ``{value name: {"title": ..., "unit": ..., "higher_is_better": False}}``, names the values that
 ``robench report`` treats as headline numbers: leaderboard columns (mean, std and CI over
-seeds), a bar chart, page columns, after the built-in ones.
+seeds), a bar chart, page columns, after the built-in ones. And ``metric.value_names``, the
+names of the values it returns (``*`` stands for a part that depends on the options, e.g.
+``corruption_error_*``): claims that name a value no metric declares are refused before any
+data is read.
 """
 
 from __future__ import annotations
@@ -62,6 +65,11 @@ class Metric(Protocol):
 
 
 METRICS: Registry[Metric] = Registry("metric")
+
+
+def declared_values() -> list[str]:
+    """The value names (``*``: a wildcard) that the registered metrics declare they return."""
+    return [v for name in METRICS.names() for v in getattr(METRICS.get(name), "value_names", ())]
 
 
 def batches(

@@ -142,3 +142,7 @@ def calibration(
         },
         records={"confidence": conf, "correct": correct},
     )
+
+
+#: the values ``calibration`` returns
+calibration.value_names = ("rms_calibration_error", "ece")  # type: ignore[attr-defined]

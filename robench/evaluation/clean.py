@@ -24,3 +24,7 @@ def clean(model: torch.nn.Module, data: ImageData, ctx: EvalContext) -> MetricRe
             "confidence": confidence.numpy(),
         },
     )
+
+
+#: the values ``clean`` returns
+clean.value_names = ("clean_error", "clean_nll")  # type: ignore[attr-defined]

@@ -310,3 +310,12 @@ def mce(
         sums["error_ref"] - counts * reference_clean_error
     )
     return {"mce": 100.0 * float(ce.mean()), "relative_mce": 100.0 * float(rel.mean())}
+
+
+#: the values ``corruption`` returns (``*``: a corruption's name)
+corruption.value_names = (
+    "corruption_error",
+    "corruption_rms_calibration_error",
+    "corruption_error_*",
+    "mce_alexnet",
+)  # type: ignore[attr-defined]

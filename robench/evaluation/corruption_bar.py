@@ -95,3 +95,6 @@ def _check_source(source: str, **_: Any) -> None:
 
 
 corruption_bar.validate = _check_source  # type: ignore[attr-defined]
+
+#: the values ``corruption_bar`` returns (``*``: a corruption's name)
+corruption_bar.value_names = ("cbar_error", "cbar_rms_calibration_error", "cbar_error_*")  # type: ignore[attr-defined]

@@ -63,3 +63,7 @@ def flip(
         **{f"fp_{r.perturbation}": float(r.flip_probability) for r in table.itertuples()},
     }
     return MetricResult(values=values, tables={"flip": table}, records={"index": index})
+
+
+#: the values ``flip`` returns (``*``: a perturbation's name)
+flip.value_names = ("mfp", "fp_*")  # type: ignore[attr-defined]

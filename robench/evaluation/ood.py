@@ -146,3 +146,7 @@ def ood(
         tables={"sets": pd.DataFrame(rows), "settings": pd.DataFrame([settings])},
         records={"ood_score": score_in},
     )
+
+
+#: the values ``ood`` returns (``*``: an OOD set's name)
+ood.value_names = tuple(f"ood_{m}_{s}" for m in MEASURES for s in ("mean", "*"))  # type: ignore[attr-defined]

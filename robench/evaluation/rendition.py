@@ -70,3 +70,6 @@ def _check_source(source: str, **_: Any) -> None:
 
 
 rendition.validate = _check_source  # type: ignore[attr-defined]
+
+#: the values ``rendition`` returns
+rendition.value_names = ("rendition_error", "rendition_rms_calibration_error")  # type: ignore[attr-defined]

@@ -24,7 +24,9 @@ reads a TOML file of claims::
 ``check`` is ``SIDE OP SIDE`` with OP one of ``< <= > >=`` and SIDE either a number or
 ``[k *] method.metric [+|- c]``; ``metric`` is any per-run value (``robench report`` writes
 them to ``runs.csv``: clean_error, corruption_error, mce_vs_baseline, rms_calibration_error,
-mfp, pgd_error, ood_auroc_mean, ...). A side's value is the mean over the seeds of its runs.
+mfp, pgd_error, ood_auroc_mean, ...): one that a metric plugin declares in its
+``value_names``, that the report derives, or that the runs hold. A side's value is the mean over
+the seeds of its runs.
 
 A claim ``A < B`` with tolerance t holds when A < B + t (``>``: A > B - t); ``margin`` is by how
 much it holds (negative: by how much it misses). The p-value tests the same inequality, H1:
@@ -34,11 +36,17 @@ number), a paired bootstrap over test examples when both have one run with per-e
 misses; NOT-ENOUGH-DATA when a side has no (or too few) runs of the recipe, when several recipes
 match a side (pin the options), or when ``alpha`` is set and the test is impossible or not
 significant; PASS otherwise.
+
+A check fails closed: NOT-ENOUGH-DATA counts as failing (``robench check`` exits 1) unless
+missing data is allowed explicitly (``--allow-missing``), so a claim never passes on data that is
+not there. A method or metric that no plugin provides is a mistake in the file, refused before
+any claim is judged.
 """
 
 from __future__ import annotations
 
 import difflib
+import fnmatch
 import math
 import re
 import tomllib
@@ -52,7 +60,7 @@ import pandas as pd
 from robench.errors import ConfigError
 from robench.reporting.examples import run_examples
 from robench.reporting.stats import Alternative, Examples, bootstrap_p, welch_p
-from robench.reporting.tables import NOT_METRICS, gather_runs, inline_options
+from robench.reporting.tables import DERIVED_VALUES, NOT_METRICS, gather_runs, inline_options
 from robench.runs import runs_root
 
 PASS, FAIL, NOT_ENOUGH_DATA = "PASS", "FAIL", "NOT-ENOUGH-DATA"
@@ -253,19 +261,22 @@ def _select(runs: pd.DataFrame, recipe: Recipe, method: str) -> tuple[pd.DataFra
     """The runs of ``method`` under ``recipe``; empty with the reason when none (or ambiguous)."""
     if runs.empty:
         return runs, "no finished runs"
-    keep = (
-        (runs["method"] == method)
-        & (runs["config_name"] == recipe.config)
+    of_recipe = runs[
+        (runs["config_name"] == recipe.config)
         & (runs["model"] == recipe.model)
         & (runs["dataset"] == recipe.dataset)
         & (runs["epochs"] == recipe.epochs)
-    )
+    ]
+    if of_recipe.empty:
+        here = "; ".join(sorted(runs["setting"].unique()))
+        return of_recipe, f"no runs of recipe {recipe}; the results hold: {here}"
     wanted = recipe.options.get(method, {})
-    chosen = runs[keep]
+    chosen = of_recipe[of_recipe["method"] == method]
     chosen = chosen[chosen["augment"].map(lambda a: all(a.get(k) == v for k, v in wanted.items()))]
     if chosen.empty:
         pinned = f" with options {inline_options(wanted)}" if wanted else ""
-        return chosen, f"no {method} runs{pinned} of this recipe"
+        methods = ", ".join(sorted(of_recipe["method"].unique()))
+        return chosen, f"no {method} runs{pinned} of this recipe (its methods: {methods})"
     if chosen["recipe"].nunique() > 1:
         augments = chosen.drop_duplicates("recipe")["augment"].tolist()
         keys = sorted({k for a in augments for k in a if a.get(k) != augments[0].get(k)})
@@ -372,10 +383,42 @@ def evaluate_claim(claim: Claim, runs: pd.DataFrame, results_dir: Path) -> dict[
     return row | {"status": PASS}
 
 
+def known_values(runs: pd.DataFrame) -> list[str]:
+    """The value names a claim may use (``*``: a wildcard): those the metric plugins declare,
+    those the report derives, and any other value the runs hold (an undeclared plugin's)."""
+    from robench.evaluation.base import declared_values
+
+    held = [c for c in runs.columns if c not in NOT_METRICS]
+    return list(dict.fromkeys([*declared_values(), *DERIVED_VALUES, *held]))
+
+
+def check_metric_names(claims: list[Claim], runs: pd.DataFrame, path: str | Path) -> None:
+    """Refuse a claim naming a value no metric provides, with a "did you mean"."""
+    known = known_values(runs)
+    n_declared = len(known_values(runs.iloc[:0, :0]))
+    for i, claim in enumerate(claims, 1):
+        for side in (claim.lhs, claim.rhs):
+            metric = side.metric
+            if metric is None or any(fnmatch.fnmatchcase(metric, k) for k in known):
+                continue
+            close = difflib.get_close_matches(metric, [k for k in known if "*" not in k], n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(
+                f"{path}: claim {i}: unknown metric {side.method}.{metric}{hint}; the metrics "
+                f"provide {', '.join(k for k in known[:n_declared] if '*' not in k)}, ..."
+            )
+
+
 def check_claims(path: str | Path, results_dir: str | Path = "results") -> pd.DataFrame:
     """The claims table: one row per claim with its status, values, margin and p-value."""
     claims = load_claims(path)
+    if not Path(results_dir).is_dir():
+        raise ConfigError(
+            f"results folder {str(results_dir)!r} does not exist; pass --results-dir with the "
+            "folder that holds runs/ (e.g. results, or a committed reference store)"
+        )
     runs = gather_runs(results_dir)
+    check_metric_names(claims, runs, path)
     return pd.DataFrame([evaluate_claim(c, runs, Path(results_dir)) for c in claims])
 
 
@@ -392,18 +435,19 @@ def claims_display(table: pd.DataFrame) -> pd.DataFrame:
     return out.assign(test=table["test"], note=table["note"])
 
 
-def failed(table: pd.DataFrame, strict: bool = False) -> pd.DataFrame:
-    """The claims that fail (with ``strict``, also those without enough data)."""
-    bad = {FAIL, NOT_ENOUGH_DATA} if strict else {FAIL}
+def failed(table: pd.DataFrame, allow_missing: bool = False) -> pd.DataFrame:
+    """The claims that fail: FAIL, and NOT-ENOUGH-DATA unless ``allow_missing``."""
+    bad = {FAIL} if allow_missing else {FAIL, NOT_ENOUGH_DATA}
     return table[table["status"].isin(bad)]
 
 
 def assert_claims(
-    path: str | Path, results_dir: str | Path = "results", *, strict: bool = False
+    path: str | Path, results_dir: str | Path = "results", *, allow_missing: bool = False
 ) -> pd.DataFrame:
-    """For a project's test suite: raise AssertionError listing every failing claim."""
+    """For a project's test suite: raise AssertionError listing every failing claim (a claim
+    without enough data fails too, unless ``allow_missing``); returns the claims table."""
     table = check_claims(path, results_dir)
-    bad = failed(table, strict)
+    bad = failed(table, allow_missing)
     if len(bad):
         lines = [f"{r.status}: {r.claim} [{r.recipe}] {r.note}" for r in bad.itertuples()]
         raise AssertionError(f"{len(bad)} of {len(table)} claims fail:\n" + "\n".join(lines))

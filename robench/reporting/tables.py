@@ -156,6 +156,16 @@ def corruption_errors(results_dir: str | Path, run_id: str) -> pd.DataFrame | No
     return pd.read_csv(path) if path.is_file() else None
 
 
+#: the per-run values that :func:`add_mce` derives from the metrics' own
+DERIVED_VALUES = (
+    "mce_vs_baseline",
+    "relative_mce_vs_baseline",
+    "mce_vs_reference",
+    "relative_mce_vs_reference",
+    "relative_mce_alexnet",
+)
+
+
 def add_mce(
     runs: pd.DataFrame, results_dir: str | Path, *, reference: str | None = None
 ) -> pd.DataFrame:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -87,8 +88,10 @@ def test_exit_codes(tmp_path: Path, three_seeds: Path, capsys) -> None:
     assert "1 PASS" in capsys.readouterr().out
     missing = tmp_path / "missing.toml"
     missing.write_text(QUICK + _claim("cutmix.clean_error < baseline.clean_error"))
-    assert main(["check", str(missing), "--results-dir", str(three_seeds)]) == 0
-    assert main(["check", str(missing), "--results-dir", str(three_seeds), "--strict"]) == 1
+    assert main(["check", str(missing), "--results-dir", str(three_seeds)]) == 1
+    assert "NOT-ENOUGH-DATA fails the check" in capsys.readouterr().out
+    args = ["check", str(missing), "--results-dir", str(three_seeds), "--allow-missing"]
+    assert main(args) == 0
     failing = tmp_path / "failing.toml"
     failing.write_text(QUICK + _claim("ipmix.clean_error <= baseline.clean_error"))
     csv = tmp_path / "claims.csv"
@@ -101,6 +104,70 @@ def test_exit_codes(tmp_path: Path, three_seeds: Path, capsys) -> None:
     assert main(["check", str(malformed), "--results-dir", str(three_seeds)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("robench: error:") and "claim 1" in err[0]
+
+
+def test_no_data_fails_closed(tmp_path: Path, three_seeds: Path, capsys) -> None:
+    """A claims file checked against a folder without its runs fails (exit 1), whatever the
+    claims say; a results folder that does not exist is a one-line error (exit 2)."""
+    path = _claims(tmp_path, _claim("ipmix.corruption_error < augmix.corruption_error"))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["check", str(path), "--results-dir", str(empty)]) == 1
+    assert "no finished runs" in capsys.readouterr().out
+    with pytest.raises(AssertionError, match=r"NOT-ENOUGH-DATA: ipmix\.corruption_error"):
+        assert_claims(path, empty)
+    assert assert_claims(path, empty, allow_missing=True).loc[0, "status"] == NOT_ENOUGH_DATA
+    assert main(["check", str(path), "--results-dir", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "does not exist" in err[0]
+
+
+@pytest.mark.parametrize(
+    ("check", "message"),
+    [
+        ("ipmix.corruption_eror < augmix.corruption_error", "did you mean 'corruption_error'"),
+        ("ipmix.clean_error < augmix.pgd_eror", "unknown metric augmix.pgd_eror"),
+        ("ipmix.mce_vs_baselin < 100", "did you mean 'mce_vs_baseline'"),
+    ],
+)
+def test_an_unknown_metric_is_an_error(
+    tmp_path: Path, three_seeds: Path, check: str, message: str, capsys
+) -> None:
+    path = _claims(tmp_path, _claim(check))
+    with pytest.raises(ConfigError, match=message):
+        check_claims(path, three_seeds)
+    empty = tmp_path / "empty"
+    empty.mkdir()  # refused from the declarations alone, before any run is read
+    assert main(["check", str(path), "--results-dir", str(empty)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("robench: error:")
+
+
+def test_declared_and_held_metrics_are_known(tmp_path: Path, results: Path) -> None:
+    """Per-corruption values (declared with a wildcard), derived mCE values and a value only the
+    runs hold (an undeclared plugin's) may all be claimed."""
+    for method in ("baseline", "ipmix"):
+        run = fabricate_run(results, method, 0, values={"corruption_error_fog": 20.0})
+        doc = json.loads((run / "metrics.json").read_text())
+        doc["metrics"]["zz"] = {"zz_plugin": 1.0}
+        (run / "metrics.json").write_text(json.dumps(doc))
+    body = (
+        _claim("ipmix.corruption_error_fog < 30")
+        + _claim("ipmix.relative_mce_vs_baseline < 200")
+        + _claim("ipmix.zz_plugin < 2")
+    )
+    table = check_claims(_claims(tmp_path, body), results)
+    assert table["status"].tolist()[0] == PASS and table["status"].tolist()[2] == PASS
+
+
+def test_a_recipe_without_runs_names_the_recipes_there(tmp_path: Path, three_seeds: Path) -> None:
+    other = 'recipe = {config = "paper_wrn40_2", model = "wrn_40_2", epochs = 100}'
+    path = _claims(tmp_path, f"{_claim('ipmix.clean_error < 5')}{other}\n")
+    note = check_claims(path, three_seeds).loc[0, "note"]
+    assert "no runs of recipe paper_wrn40_2 / wrn_40_2 / cifar10-jpeg / 100 ep" in note
+    assert "the results hold: quick / wrn_16_2 / cifar10-jpeg / 3 ep" in note
+    methods = check_claims(_claims(tmp_path, _claim("cutmix.clean_error < 5")), three_seeds)
+    assert "(its methods: augmix, baseline, ipmix)" in methods.loc[0, "note"]
 
 
 def test_tolerance_and_constants(tmp_path: Path, three_seeds: Path) -> None:

@@ -34,3 +34,6 @@ def noise_error(
 noise_error.headline = {
     "noise_error": {"title": "Error under Gaussian noise", "unit": "%", "higher_is_better": False}
 }
+
+#: the values ``noise_error`` returns: claims may name them (``noisemix.noise_error < ...``)
+noise_error.value_names = ("noise_error", "noise_sigma")

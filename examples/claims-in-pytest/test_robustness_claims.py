@@ -1,0 +1,14 @@
+"""A project's test suite guarding robustness claims with robench's pytest plugin.
+
+robench's ``robench_claims`` fixture is in every test suite once robench is installed; one line
+checks a claims file against a results folder and fails the test with the failing claims.
+Run it from the robench repository: ``python -m pytest examples/claims-in-pytest``.
+"""
+
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_the_quick_recipe_claims_hold(robench_claims):
+    robench_claims(REPO / "baselines/claims/quick.toml", REPO / "baselines/reference/quick_suite")
