@@ -252,7 +252,7 @@ def cmd_gallery(args: argparse.Namespace) -> None:
 def cmd_bench(args: argparse.Namespace) -> None:
     if args.stage == "augment":
         from robench.augment import AUGMENTATIONS
-        from robench.augment.bench import bench_augment
+        from robench.bench.augment import bench_augment
 
         methods = _csv_list(args.methods) or AUGMENTATIONS.names()
         from robench.training import resolve_device
@@ -262,7 +262,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
         )
     elif args.stage == "train":
         from robench.augment import AUGMENTATIONS
-        from robench.training.bench import bench_train
+        from robench.bench.train import bench_train
 
         methods = _csv_list(args.methods) or AUGMENTATIONS.names()
         table = bench_train(
@@ -275,13 +275,13 @@ def cmd_bench(args: argparse.Namespace) -> None:
             variants=[_csv_list(v) or [] for v in args.variant or [""]],
         )
     elif args.stage == "eval":
-        from robench.training.bench import bench_eval
+        from robench.bench.inference import bench_eval
 
         table = bench_eval(model=args.model, n_images=max(args.images, 1000), device=args.device)
     elif args.stage == "suite":
         table = _bench_suite(args)
     else:
-        from robench.data.corruption_bench import bench_corrupt
+        from robench.bench.corrupt import bench_corrupt
 
         table = bench_corrupt(args.images, workers=args.workers or None)
         projected = table.attrs.get("projected_full_set_s")
@@ -294,10 +294,10 @@ def cmd_bench(args: argparse.Namespace) -> None:
 
 
 def _bench_suite(args: argparse.Namespace) -> pd.DataFrame:
+    from robench.bench.suite import bench_suite
     from robench.config import ALL_METRICS
     from robench.data import load_dataset
     from robench.evaluation import EvalContext
-    from robench.evaluation.bench import bench_suite
     from robench.io import cache_dir
     from robench.models import create_model
     from robench.training import resolve_device, use_amp

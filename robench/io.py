@@ -8,19 +8,23 @@ file under the final name.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
 import platform
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; runs and caches go unguarded, as on a lockless mount
+    fcntl = None  # type: ignore[assignment]
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -131,29 +135,46 @@ def cache_dir() -> Path:
 
 
 @contextlib.contextmanager
+def locked_file(path: Path, on_busy: Callable[[IO[str]], None]) -> Iterator[IO[str]]:
+    """Hold an exclusive advisory lock (``flock``) on ``path``, opened for reading and appending.
+
+    When another process holds it, ``on_busy(handle)`` is called first: it raises to refuse, or
+    returns to wait for the lock. The OS releases a lock when its holder dies, so a killed
+    process never leaves a stale one. Where there are no locks (a file system that refuses
+    ``flock``, ENOLCK/EOPNOTSUPP on some network mounts, or no ``fcntl`` at all) the block runs
+    unguarded: every file robench writes is written atomically anyway.
+    """
+    with open(path, "a+") as handle:
+        locked = fcntl is not None
+        if locked:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                on_busy(handle)
+                fcntl.flock(handle, fcntl.LOCK_EX)
+            except OSError:
+                locked = False
+        try:
+            yield handle
+        finally:
+            if locked:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
 def cache_lock(entry: Path, waiting: str = "") -> Iterator[None]:
     """Hold ``<entry>/.lock`` while checking and filling the cache folder ``entry``: processes
     that want the same entry (torchrun ranks, parallel sweep runs) wait here and then find it
     made, instead of all making it at once. Prints ``waiting`` (if any) when another process
-    holds it. An advisory ``flock``, released by the OS if its holder dies; on a file system
-    without locks (some network mounts) the entry is filled unguarded, as each writer's files
-    are written atomically anyway."""
+    holds it."""
     entry.mkdir(parents=True, exist_ok=True)
-    with open(entry / ".lock", "a+") as handle:
-        locked = True
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            if waiting:
-                print(waiting, file=sys.stderr)
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        except OSError:  # ENOLCK, EOPNOTSUPP: no locking here
-            locked = False
-        try:
-            yield
-        finally:
-            if locked:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def wait(_: IO[str]) -> None:
+        if waiting:
+            print(waiting, file=sys.stderr)
+
+    with locked_file(entry / ".lock", wait):
+        yield
 
 
 def derive_seed(*parts: int | str) -> int:

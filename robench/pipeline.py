@@ -1,7 +1,7 @@
 """The thin pipeline behind the CLI: config -> data -> augment -> train -> evaluate -> results.
 
 Under torchrun every rank runs it; rank 0 alone reads and writes the run folder, through
-:func:`robench.training.distributed.on_main`, so its decisions and errors reach every rank.
+:func:`robench.distributed.on_main`, so its decisions and errors reach every rank.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from robench import distributed
 from robench.augment import create_augmentation
 from robench.config import Config, config_from_dict, read_toml
 from robench.data import ImageData, check_same_classes, load_dataset
@@ -41,7 +42,7 @@ from robench.runs import (
     write_records,
     write_tables,
 )
-from robench.training import Trainer, distributed, resolve_device, use_amp
+from robench.training import Trainer, resolve_device, use_amp
 
 
 def load_split(cfg: Config, split: str, progress: bool = True) -> ImageData:

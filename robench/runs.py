@@ -8,7 +8,6 @@ A run folder holds ``config.toml`` (the resolved config), ``train_log.csv`` (one
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import io
 import json
 import os
@@ -16,7 +15,7 @@ import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import pandas as pd
@@ -24,7 +23,7 @@ import torch
 
 from robench.config import Config, to_toml
 from robench.errors import CheckpointError, RobenchError
-from robench.io import atomic_write, hash_text, write_json, write_text
+from robench.io import atomic_write, hash_text, locked_file, write_json, write_text
 
 SCHEMA_VERSION = 1
 
@@ -84,19 +83,16 @@ def run_lock(run_dir: Path) -> Iterator[None]:
         yield
         return
     run_dir.mkdir(parents=True, exist_ok=True)
-    with open(run_dir / ".lock", "a+") as handle:
-        locked = True
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            owner = handle.read().strip() or "another process"
-            raise RobenchError(
-                f"run {run_dir.name} is in use by {owner}; wait for it to finish, or use "
-                "another results_dir or seed"
-            ) from None
-        except OSError:  # no locking on this file system
-            locked = False
+
+    def refuse(handle: IO[str]) -> None:
+        handle.seek(0)
+        owner = handle.read().strip() or "another process"
+        raise RobenchError(
+            f"run {run_dir.name} is in use by {owner}; wait for it to finish, or use "
+            "another results_dir or seed"
+        )
+
+    with locked_file(run_dir / ".lock", refuse) as handle:
         handle.seek(0)
         handle.truncate()
         handle.write(f"robench process {os.getpid()}")
@@ -108,8 +104,6 @@ def run_lock(run_dir: Path) -> Iterator[None]:
             _HELD.discard(run_dir)
             if [p.name for p in run_dir.iterdir()] == [".lock"]:
                 shutil.rmtree(run_dir)  # a run that failed before writing anything leaves nothing
-            if locked:
-                fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def clear_run(run_dir: Path) -> None:

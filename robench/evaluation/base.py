@@ -28,10 +28,10 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from robench import distributed
 from robench.data.datasets import ImageData
 from robench.data.folders import FolderImages
 from robench.registry import Registry
-from robench.training import distributed
 
 
 @dataclass
@@ -108,7 +108,7 @@ def predict_logits(
 
 def shard(n: int, ctx: EvalContext) -> tuple[int, int]:
     """The rows ``[lo, hi)`` of ``n`` inputs this process evaluates: with ``ctx.shard`` under
-    torchrun its contiguous shard (:func:`~robench.training.distributed.shard_bounds`), else all."""
+    torchrun its contiguous shard (:func:`~robench.distributed.shard_bounds`), else all."""
     world = distributed.world()
     if ctx.shard and 1 < world.size <= n:
         return distributed.shard_bounds(n, world.rank, world.size)

@@ -6,7 +6,7 @@ state, so a run resumed from any checkpoint (end of an epoch, or mid-epoch: ever
 ``checkpoint_every_steps`` steps, every ``checkpoint_minutes``, and on SIGINT/SIGTERM) repeats an
 uninterrupted run bit for bit on the CPU, whatever the number of DataLoader workers.
 
-Under torchrun (see :mod:`robench.training.distributed`) ``cfg.batch_size`` is the global batch:
+Under torchrun (see :mod:`robench.distributed`) ``cfg.batch_size`` is the global batch:
 rank ``r`` trains on the ``r``-th contiguous slice of each global batch of that same order, the
 per-step draws add the rank to their seed (independent augmentations across ranks), and the
 checkpoint stores global step and sums, so a run resumes under any world size.
@@ -33,6 +33,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from robench import distributed
 from robench.augment.base import Augmentation
 from robench.config import TrainConfig
 from robench.data import ImageData
@@ -40,8 +41,8 @@ from robench.data.folders import FolderImages
 from robench.errors import ConfigError, Interrupted, RobenchError
 from robench.io import atomic_write
 from robench.runs import load_checkpoint, save_checkpoint
-from robench.training import distributed
 from robench.training.batch_stage import Batch, BatchStage, BatchWorkers, batch_stage
+from robench.training.sync_batchnorm import sync_batch_norm
 
 # Tags that keep the seed streams of different purposes apart.
 _SHUFFLE, _SAMPLE, _STEP, _TORCH = 1, 2, 3, 4
@@ -165,7 +166,7 @@ class Trainer:
         self.memory_format = memory_format
         if self.world.size > 1:
             self._check_shardable(len(data))
-            model = distributed.sync_batch_norm(model, self.device)
+            model = sync_batch_norm(model, self.device)
         self.model = model.to(self.device, memory_format=memory_format)
         net: torch.nn.Module = self.model
         if self.world.size > 1:  # gradient all-reduce; starts from rank 0's weights and buffers

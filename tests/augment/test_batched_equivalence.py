@@ -42,8 +42,8 @@ from robench.augment import ipmix as ipmix_module
 from robench.augment import mixing_ops as mo
 from robench.augment import pixmix as pixmix_module
 from robench.augment.base import to_float_chw
-from robench.augment.bench import bench_augment
 from robench.augment.crop_flip import flip_crop_batch
+from robench.bench.augment import bench_augment
 from robench.errors import ConfigError
 
 CIFAR_TEST = Path(__file__).resolve().parents[3] / "shared" / "data" / "cifar10-jpeg" / "test"

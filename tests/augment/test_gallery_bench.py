@@ -8,8 +8,8 @@ import numpy as np
 from PIL import Image
 
 from robench.augment import create_augmentation
-from robench.augment.bench import bench_augment
 from robench.augment.gallery import augmented_views, make_gallery, make_mixing_grid
+from robench.bench.augment import bench_augment
 
 
 def test_gallery_png(tmp_path: Path, image: np.ndarray, small_mixing: dict[str, int]) -> None:

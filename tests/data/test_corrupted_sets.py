@@ -313,7 +313,7 @@ def test_ensure_cifar_p(tmp_path, images):
 
 
 def test_bench_corrupt_smoke():
-    from robench.data.corruption_bench import bench_corrupt
+    from robench.bench.corrupt import bench_corrupt
 
     df = bench_corrupt(4, corruptions=["contrast", "speckle_noise"], severities=(1,), workers=1)
     assert list(df.corruption) == ["contrast", "speckle_noise"]

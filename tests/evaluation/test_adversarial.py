@@ -176,8 +176,8 @@ def test_each_shard_attacks_its_examples_from_the_one_process_starts(monkeypatch
     """Under torchrun every rank attacks its shard: rank r's adversarial images are rows
     [lo, hi) of the one-process ones, bit for bit (its generator skips the earlier starts),
     and the gathered outcomes give the one-process error."""
+    from robench import distributed
     from robench.evaluation import adversarial
-    from robench.training import distributed
 
     made: list[torch.Tensor] = []
     attack = adversarial.pgd_attack

@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from robench.bench.suite import bench_suite
 from robench.cli import main
 from robench.data import corrupted_sets, load_dataset
 from robench.evaluation import EvalContext
-from robench.evaluation.bench import bench_suite
 from robench.models import create_model
 
 OPTIONS = {

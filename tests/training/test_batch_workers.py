@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from robench.augment import create_augmentation
+from robench.bench.train import bench_train
 from robench.cli import main
 from robench.errors import Interrupted
 from robench.pipeline import train
 from robench.runs import load_checkpoint, read_metrics, run_id
 from robench.training.batch_stage import BatchStage, BatchWorkers
-from robench.training.bench import bench_train
 from robench.training.trainer import Trainer, batch_workers
 
 IPMIX = ("augment.method='ipmix'", "augment.options={mixing_count = 50}")

@@ -26,8 +26,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from robench.distributed import shard_bounds
 from robench.runs import load_checkpoint, read_records
-from robench.training.distributed import shard_bounds
 
 pytestmark = pytest.mark.distributed
 REPO = Path(__file__).resolve().parents[2]
@@ -61,7 +61,8 @@ flip = {{perturbations = ["gaussian_noise", "rotate"], n_images = 8}}
 GRADIENT_CHECK = """
 import copy, json, torch, torch.nn.functional as F
 from robench.models import create_model
-from robench.training import distributed as D
+from robench import distributed as D
+from robench.training.sync_batchnorm import sync_batch_norm
 
 with D.session("cpu"):
     w = D.world()
@@ -71,7 +72,7 @@ with D.session("cpu"):
     g = torch.Generator().manual_seed(1)
     x = torch.rand(30, 3, 32, 32, generator=g, dtype=torch.float64)
     y = torch.randint(0, 4, (30,), generator=g)
-    ddp = torch.nn.parallel.DistributedDataParallel(D.sync_batch_norm(model, x.device))
+    ddp = torch.nn.parallel.DistributedDataParallel(sync_batch_norm(model, x.device))
     lo, hi = D.shard_bounds(30, w.rank, w.size)
     (F.cross_entropy(ddp(x[lo:hi]), y[lo:hi]) * ((hi - lo) * w.size / 30)).backward()
     F.cross_entropy(ref(x), y).backward()
@@ -90,7 +91,7 @@ STOP_MID_EPOCH_2_ON_RANK_1 = """
 import sys
 from robench.config import load_config
 from robench.pipeline import train
-from robench.training import distributed
+from robench import distributed
 from robench.training.trainer import Trainer
 
 due = Trainer._checkpoint_due

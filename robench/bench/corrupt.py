@@ -12,10 +12,10 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 
-import cv2
 import numpy as np
 import pandas as pd
 
+from robench.bench.synthetic import synthetic_images
 from robench.data.corrupted_sets import (
     _compute,
     _init_worker,
@@ -26,15 +26,6 @@ from robench.data.corrupted_sets import (
 from robench.data.corruption_constants import ALL_CORRUPTIONS, BENCHMARK_CORRUPTIONS
 
 FULL_SET_IMAGES = 50_000  # one CIFAR-10-C file: 5 severities x 10,000 test images
-
-
-def synthetic_images(n: int, size: int = 32, seed: int = 0) -> np.ndarray:
-    """Smooth colour images with mild noise: JPEG and the blurs cost what they cost on photos."""
-    rng = np.random.default_rng(seed)
-    coarse = rng.uniform(0, 255, (n, 6, 6, 3)).astype(np.float32)
-    smooth = np.stack([cv2.resize(c, (size, size), interpolation=cv2.INTER_CUBIC) for c in coarse])
-    noisy = smooth + rng.normal(0, 6, smooth.shape)
-    return np.clip(noisy, 0, 255).astype(np.uint8)
 
 
 def _bench_one(

@@ -21,11 +21,10 @@ import torch
 
 from robench.augment import create_augmentation
 from robench.augment.base import Augmentation
+from robench.bench.synthetic import synthetic_data
 from robench.config import load_config
-from robench.data import DataIdentity, ImageData
-from robench.evaluation.base import EvalContext, predict_logits
 from robench.models import create_model
-from robench.training.trainer import Partial, Trainer, resolve_device, use_amp
+from robench.training.trainer import Partial, Trainer
 
 
 class RepeatViews(Augmentation):
@@ -39,14 +38,6 @@ class RepeatViews(Augmentation):
         self, x: torch.Tensor, y: torch.Tensor, rng: np.random.Generator
     ) -> tuple[torch.Tensor, torch.Tensor]:
         return x.repeat(self.num_views, 1, 1, 1), y
-
-
-def synthetic_data(n: int, num_classes: int = 10, size: int = 32, seed: int = 0) -> ImageData:
-    gen = torch.Generator().manual_seed(seed)
-    images = torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=gen)
-    labels = torch.arange(n) % num_classes
-    identity = DataIdentity("synthetic", "train", n, "-", "memory")
-    return ImageData(images, labels, [str(k) for k in range(num_classes)], identity)
 
 
 def _images_per_s(trainer: Trainer, epochs: int) -> float:
@@ -127,34 +118,4 @@ def bench_train(
                     }
                 )
     shutil.rmtree(scratch, ignore_errors=True)
-    return pd.DataFrame(rows)
-
-
-def bench_eval(
-    *,
-    model: str = "wrn_16_2",
-    n_images: int = 2000,
-    batch_sizes: tuple[int, ...] = (100, 500, 1000),
-    device: str = "auto",
-) -> pd.DataFrame:
-    """Inference images/s of ``model`` (as the evaluator suite runs it) per batch size."""
-    torch_device = resolve_device(device)
-    net = create_model(model, 10).to(torch_device, memory_format=torch.channels_last)
-    images = synthetic_data(n_images).images
-    rows = []
-    for batch_size in batch_sizes:
-        ctx = EvalContext(
-            device=torch_device,
-            batch_size=batch_size,
-            progress=False,
-            amp=use_amp("auto", torch_device),
-        )
-        predict_logits(net, images[:batch_size], ctx)  # warm-up
-        start = time.perf_counter()
-        predict_logits(net, images, ctx)
-        seconds = time.perf_counter() - start
-        rows.append(
-            {"model": model, "batch_size": batch_size, "images_per_s": n_images / seconds,
-             "device": str(torch_device), "amp_bf16": ctx.amp}
-        )  # fmt: skip
     return pd.DataFrame(rows)

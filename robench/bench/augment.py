@@ -11,6 +11,7 @@ import pandas as pd
 import torch
 
 from robench.augment.base import Augmentation, create_augmentation
+from robench.bench.synthetic import synthetic_images
 
 #: per-sample methods whose JSD views are timed both ways (``jsd`` on and off)
 JSD_METHODS = ("augmix", "ipmix", "pixmix")
@@ -64,17 +65,16 @@ def bench_augment(
     """Images/s of each method's default path (``sample`` in one process on the CPU, or
     ``batch`` on ``device``).
 
-    ``images`` (uint8 (N, H, W, 3)) defaults to seeded noise; the ops' cost barely depends on
-    content. JSD methods are timed with and without their JSD views. AugMix, PixMix and IPMix
-    are timed on both paths (``sample_images_per_s``, ``batch_images_per_s``) one after the
-    other in this process, and ``speedup`` is their ratio (batch / sample), which is steadier
-    than either figure on a shared machine. Mixing-set loading is done before the clock starts.
+    ``images`` (uint8 (N, H, W, 3)) defaults to :mod:`robench.bench.synthetic` images; the ops'
+    cost barely depends on content. JSD methods are timed with and without their JSD views.
+    AugMix, PixMix and IPMix are timed on both paths (``sample_images_per_s``,
+    ``batch_images_per_s``) one after the other in this process, and ``speedup`` is their ratio
+    (batch / sample), which is steadier than either figure on a shared machine. Mixing-set
+    loading is done before the clock starts.
     One row per (method, jsd).
     """
     if images is None:
-        images = np.random.default_rng(seed).integers(
-            0, 256, (n_images, image_size, image_size, 3), dtype=np.uint8
-        )
+        images = synthetic_images(n_images, image_size, seed)
     images = images[:n_images]
     device = torch.device(device)
     rows: list[dict[str, Any]] = []
