@@ -89,6 +89,7 @@ _EXTERNAL_FLAGS = (
     "checkpoint",
     "pretrained",
     "dataset",
+    "per_class",
     "num_classes",
     "mean",
     "std",

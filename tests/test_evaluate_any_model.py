@@ -228,3 +228,21 @@ def test_eval_context_defaults(monkeypatch, tmp_path) -> None:
     assert ctx.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
     monkeypatch.delenv("ROBENCH_CACHE")
     assert EvalContext().cache_dir == Path("results/cache")
+
+
+def test_pretrained_weights_from_a_local_file(tmp_path, capsys) -> None:
+    """``--pretrained FILE``: timm's weights for the tag, read from a local copy (offline)."""
+    torch.manual_seed(2)
+    torch.save(timm.create_model("test_resnet").state_dict(), tmp_path / "test_resnet.pth")
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 256, (6, 32, 32, 3), dtype=np.uint8), np.arange(6) * 100
+    np.savez(tmp_path / "in1k.npz", x=x, y=y, classes=np.array([f"c{k}" for k in range(1000)]))
+    results = tmp_path / "results"
+    args = ["evaluate", "--model", "test_resnet", "--pretrained", str(tmp_path / "test_resnet.pth")]
+    args += ["--dataset", f"npz:{tmp_path / 'in1k.npz'}", "--metrics", "clean"]
+    assert main([*args, "--results-dir", str(results), "--quiet"]) == 0
+    (run,) = (results / "runs").iterdir()
+    doc = json.loads((run / "metrics.json").read_text())
+    assert doc["config"]["augment"]["method"] == "test_resnet.r160_in1k"
+    assert doc["model"]["source"]["pretrained"] == "test_resnet.r160_in1k"
+    assert doc["model"]["mean"] == [0.5] * 3  # test_resnet's pretrained cfg, not ImageNet's

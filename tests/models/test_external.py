@@ -316,3 +316,15 @@ def test_real_robustbench_reads_the_local_folder(tmp_path) -> None:
     x = torch.rand(2, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(model.eval()(x), net.eval()((x - 0.5) / 0.5))
+
+
+def test_robustbench_model_through_the_cli(fake_robustbench, tmp_path, npz_maker) -> None:
+    from robench.cli import main
+
+    _zoo_folder(tmp_path / "zoo")
+    data = npz_maker(tmp_path / "c10.npz", n_train=0, n_test=10, classes=10)
+    args = ["evaluate", "--model", "robustbench:Hendrycks2020AugMix_WRN"]
+    args += ["--model-dir", str(tmp_path / "zoo"), "--dataset", f"npz:{data}", "--metrics", "clean"]
+    assert main([*args, "--results-dir", str(tmp_path / "results"), "--quiet"]) == 0
+    (run,) = (tmp_path / "results" / "runs").iterdir()
+    assert run.name.startswith("external_Hendrycks2020AugMix_WRN_robustbench_cifar10_corruptions_")
