@@ -84,7 +84,37 @@ def _named_options(texts: list[str] | None) -> dict[str, dict[str, object]]:
     return options
 
 
+#: the ``evaluate`` flags that describe a model trained elsewhere (``--model``)
+_EXTERNAL_FLAGS = (
+    "checkpoint",
+    "pretrained",
+    "dataset",
+    "per_class",
+    "num_classes",
+    "mean",
+    "std",
+    "no_normalize",
+    "label",
+)
+
+
 def cmd_evaluate(args: argparse.Namespace) -> None:
+    if args.model is not None:
+        if args.run is not None:
+            raise RobenchError(f"give a run folder or --model, not both (got {args.run!r})")
+        _evaluate_model(args)
+        return
+    given = [f"--{flag.replace('_', '-')}" for flag in _EXTERNAL_FLAGS if getattr(args, flag)]
+    if given:
+        raise RobenchError(
+            f"{' and '.join(given)} describe a model trained elsewhere: add --model NAME, or "
+            "drop them to evaluate a run folder"
+        )
+    if args.run is None:
+        raise RobenchError(
+            "nothing to evaluate: give a run folder (results/runs/<run-id>), or a model trained "
+            "elsewhere with --model NAME --checkpoint FILE (or --pretrained) --dataset SPEC"
+        )
     from robench.pipeline import evaluate_run
 
     metrics = _csv_list(args.metrics)
@@ -102,6 +132,67 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     ]
     if _rank() == 0:
         _print_table(pd.DataFrame(rows))
+
+
+def _evaluate_model(args: argparse.Namespace) -> None:
+    """``robench evaluate --model ...``: a model trained elsewhere, saved as an external run."""
+    from robench.data import load_dataset
+    from robench.evaluation import DEFAULT_METRICS, check_metrics
+    from robench.models.external import ROBUSTBENCH, load_model
+    from robench.pipeline import eval_context, evaluate_external
+    from robench.reporting.tables import gather_runs, run_summary
+
+    if not args.dataset:
+        raise RobenchError("--model needs --dataset, the test set (e.g. cifar10 or npz:PATH)")
+    metrics = _csv_list(args.metrics) or list(DEFAULT_METRICS)
+    options = _named_options(args.option)
+    check_metrics(metrics, options)  # before the data is decoded and the model loaded
+    data = load_dataset(
+        args.dataset, "test", root=args.data_root, per_class=args.per_class, progress=not args.quiet
+    )
+    num_classes = args.num_classes
+    if num_classes is None and args.model.startswith(ROBUSTBENCH):
+        num_classes = data.num_classes  # which of RobustBench's leaderboards
+    model = load_model(
+        args.model,
+        checkpoint=args.checkpoint,
+        pretrained=args.pretrained or False,
+        num_classes=num_classes,
+        mean=_channel_values("--mean", args.mean),
+        std=_channel_values("--std", args.std),
+        normalize=not args.no_normalize,
+        model_dir=args.model_dir,
+    )
+    ctx = eval_context(
+        args.device or "auto",
+        seed=args.seed,
+        batch_size=args.batch_size,
+        progress=not args.quiet,
+        data_root=args.data_root,
+    )
+    run_dir = evaluate_external(
+        model,
+        data,
+        metrics,
+        results_dir=args.results_dir,
+        label=args.label,
+        options=options,
+        ctx=ctx,
+    )
+    print(f"run folder: {run_dir}")
+    _print_table(run_summary(gather_runs(args.results_dir), run_dir.name))
+
+
+def _channel_values(flag: str, text: str | None) -> tuple[float, ...] | None:
+    """``--mean 0.5,0.5,0.5`` -> (0.5, 0.5, 0.5)."""
+    if text is None:
+        return None
+    try:
+        return tuple(float(v) for v in _words(text))
+    except ValueError:
+        raise RobenchError(
+            f"{flag} takes 3 numbers, e.g. {flag} 0.5,0.5,0.5; got {text!r}"
+        ) from None
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
@@ -255,7 +346,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
         from robench.bench.augment import bench_augment
 
         methods = _csv_list(args.methods) or AUGMENTATIONS.names()
-        from robench.training import resolve_device
+        from robench.devices import resolve_device
 
         table = bench_augment(
             methods, n_images=args.images, seed=args.seed, device=resolve_device(args.device)
@@ -297,10 +388,10 @@ def _bench_suite(args: argparse.Namespace) -> pd.DataFrame:
     from robench.bench.suite import bench_suite
     from robench.config import ALL_METRICS
     from robench.data import load_dataset
+    from robench.devices import resolve_device, use_amp
     from robench.evaluation import EvalContext
     from robench.io import cache_dir
     from robench.models import create_model
-    from robench.training import resolve_device, use_amp
 
     if not args.dataset:
         raise RobenchError("bench suite needs --dataset, e.g. imagefolder:PATH or cifar10")
@@ -399,12 +490,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     p.set_defaults(func=cmd_sweep)
 
-    p = sub.add_parser("evaluate", help="evaluate a trained run; results go into its metrics.json")
-    p.add_argument("run", help="a run folder, e.g. results/runs/<run-id>")
+    p = sub.add_parser(
+        "evaluate",
+        help="evaluate a trained run, or a model trained elsewhere (--model); the numbers go "
+        "into a run folder",
+    )
+    p.add_argument("run", nargs="?", help="a run folder, e.g. results/runs/<run-id>")
     p.add_argument("--metrics", help="comma-separated metric names (default: the whole suite)")
     p.add_argument("--option", action="append", metavar="METRIC.KEY=VALUE", help="a metric option")
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N (default: the run's config)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    g = p.add_argument_group(
+        "a model trained elsewhere (instead of RUN; saved as a run of kind external)"
+    )
+    g.add_argument("--model", help="timm model name, or robustbench:[<dataset>/<threat>/]<name>")
+    g.add_argument(
+        "--checkpoint",
+        metavar="FILE",
+        help="its weights: a state dict, {'state_dict'|'model'|'net': ...} (official AugMix, "
+        "PixMix, IPMix, timm scripts), or .safetensors",
+    )
+    g.add_argument(
+        "--pretrained",
+        nargs="?",
+        const=True,
+        metavar="FILE",
+        help="timm's pretrained weights for --model (its cache), or FILE holding them",
+    )
+    g.add_argument("--dataset", help="the test set: cifar10 | imagefolder:<path> | npz:<path> ...")
+    g.add_argument("--data-root", help="where cifar10/cifar100 live (else $ROBENCH_DATA)")
+    g.add_argument("--per-class", type=int, default=0, help="test images per class (0 = all)")
+    g.add_argument("--num-classes", type=int, help="default: the checkpoint's classifier size")
+    g.add_argument("--mean", help="the training Normalize's mean, e.g. 0.4914,0.4822,0.4465")
+    g.add_argument("--std", help="the training Normalize's std, e.g. 0.2470,0.2435,0.2616")
+    g.add_argument(
+        "--no-normalize", action="store_true", help="the model takes pixels in [0, 1] as they are"
+    )
+    g.add_argument("--label", help="its name on the leaderboard (default: the file name or tag)")
+    g.add_argument("--results-dir", default="results", help="where runs/ go (default results)")
+    g.add_argument("--seed", type=int, default=0, help="seed of the metrics' random draws (0)")
+    g.add_argument("--batch-size", type=int, default=500, help="inference batch (500)")
+    g.add_argument(
+        "--model-dir", default="models", help="robustbench: RobustBench's model folder (models)"
+    )
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("report", help="leaderboard, tables, plots and report.html from every run")

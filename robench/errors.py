@@ -44,3 +44,10 @@ def one_line(err: RobenchError) -> str:
     last = text.rsplit("\n", 1)[1]
     own = f"{type(err).__module__}.{type(err).__qualname__}: "
     return last[len(own) :] if last.startswith(own) else " ".join(text.split())
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of a third-party exception's text (its type name if it has none), for
+    our own one-line messages that quote it."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

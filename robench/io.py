@@ -95,6 +95,15 @@ def hash_text(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def hash_file(path: str | os.PathLike[str]) -> str:
+    """sha256 (16 hex digits) of a file's bytes, read in chunks (checkpoints can be large)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
 PACKAGES = ("robench", "torch", "torchvision", "timm", "numpy", "pandas", "scikit-learn", "pillow")
 
 

@@ -1,5 +1,8 @@
 """The thin pipeline behind the CLI: config -> data -> augment -> train -> evaluate -> results.
 
+Models trained elsewhere skip the first stages: :func:`evaluate` (``robench.evaluate``) runs the
+metrics on any model and can save the numbers as a run of kind "external" beside trained ones.
+
 Under torchrun every rank runs it; rank 0 alone reads and writes the run folder, through
 :func:`robench.distributed.on_main`, so its decisions and errors reach every rank.
 """
@@ -8,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,30 +22,34 @@ from robench import distributed
 from robench.augment import create_augmentation
 from robench.config import Config, config_from_dict, read_toml
 from robench.data import ImageData, check_same_classes, load_dataset
+from robench.devices import resolve_device, use_amp
 from robench.errors import ConfigError, RobenchError
 from robench.evaluation import (
     DEFAULT_METRICS,
     EvalContext,
     MetricResult,
     check_metrics,
-    evaluate,
 )
+from robench.evaluation import evaluate as evaluate_suite
 from robench.io import cache_dir, derive_seed, machine_info, package_versions
-from robench.models import count_parameters, create_model
+from robench.models import Normalized, architecture, count_parameters, create_model
+from robench.models.checkpoints import hash_state
 from robench.runs import (
+    EXTERNAL,
     clear_run,
     load_checkpoint,
     read_metrics,
     read_records,
     run_id,
     run_lock,
+    run_name,
     runs_root,
     write_config,
     write_metrics,
     write_records,
     write_tables,
 )
-from robench.training import Trainer, resolve_device, use_amp
+from robench.training import Trainer
 
 
 def load_split(cfg: Config, split: str, progress: bool = True) -> ImageData:
@@ -199,7 +206,18 @@ def _train(
 
 
 def load_run_config(run_dir: Path) -> Config:
+    if run_dir.is_file():
+        raise RobenchError(
+            f"{run_dir} is a file, not a run folder; to evaluate a checkpoint trained elsewhere: "
+            f"robench evaluate --model NAME --checkpoint {run_dir} --dataset SPEC"
+        )
     if not (run_dir / "config.toml").is_file():
+        doc = read_metrics(run_dir) if run_dir.is_dir() else None
+        if doc is not None and doc.get("kind") == EXTERNAL:
+            raise RobenchError(
+                f"{run_dir} is a model trained elsewhere; evaluate more metrics with the "
+                "command that made it (robench evaluate --model ...) and --metrics"
+            )
         raise RobenchError(f"{run_dir} is not a run folder (no config.toml); see results/runs/")
     return config_from_dict(read_toml(run_dir / "config.toml"))
 
@@ -284,21 +302,37 @@ def _evaluate_run(
         amp=use_amp(cfg.train.amp, torch_device),
         shard=world.size > 1,
     )
-    doc["data"]["eval"] = test_data.identity.to_dict()
+    _evaluate_into(run_dir, doc, model, test_data, names, ctx, merged_options)
+    return doc
+
+
+def _evaluate_into(
+    run_dir: Path,
+    doc: dict[str, Any],
+    model: torch.nn.Module,
+    data: ImageData,
+    names: list[str],
+    ctx: EvalContext,
+    options: dict[str, dict[str, Any]],
+    on_result: Callable[[str, MetricResult], None] | None = None,
+) -> None:
+    """Run the metrics, merging each one's numbers into the run's metrics.json, tables and
+    records as soon as it is done: an interrupted evaluation keeps what it finished."""
+    doc["data"]["eval"] = data.identity.to_dict()
     records = distributed.on_main(lambda: read_records(run_dir))  # keep earlier metrics' records
 
     def save(name: str, result: MetricResult) -> None:
-        """Write each metric as soon as it is done: an interrupted evaluation keeps it."""
         doc["metrics"][name] = result.values
-        doc.setdefault("metric_options", {})[name] = merged_options.get(name, {})
+        doc.setdefault("metric_options", {})[name] = options.get(name, {})
         doc.setdefault("metric_seconds", {})[name] = round(result.seconds, 3)
         doc["evaluated"] = datetime.now(UTC).isoformat(timespec="seconds")
         doc["versions"] = package_versions()
         records.update({f"{name}/{k}": v for k, v in result.records.items()})
         distributed.on_main(lambda: _write_result(run_dir, name, result, records, doc))
+        if on_result is not None:
+            on_result(name, result)
 
-    evaluate(model, test_data, names, ctx=ctx, options=merged_options, on_result=save)
-    return doc
+    evaluate_suite(model, data, names, ctx=ctx, options=options, on_result=save)
 
 
 def _write_result(
@@ -312,3 +346,165 @@ def _write_result(
     if records:
         write_records(run_dir, records)
     write_metrics(run_dir, doc)
+
+
+def evaluate(
+    model: torch.nn.Module,
+    data: ImageData,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    *,
+    device: str = "auto",
+    save_to: str | Path | None = None,
+    label: str | None = None,
+    options: dict[str, dict[str, Any]] | None = None,
+    seed: int = 0,
+    batch_size: int = 500,
+    progress: bool = True,
+    ctx: EvalContext | None = None,
+    on_result: Callable[[str, MetricResult], None] | None = None,
+) -> dict[str, MetricResult]:
+    """Evaluate any model on ``data`` with the named metrics (RobustBench's ``benchmark``).
+
+    The model takes float pixels in [0, 1]: a :class:`~robench.models.Normalized` network (what
+    :func:`~robench.models.external.load_model` returns) or a module that normalises inside;
+    a bare timm network, which expects normalised input, is refused. ``save_to`` (a results
+    folder, RobustBench's ``to_disk``) also writes the results as a run of kind "external"
+    under ``<save_to>/runs/`` (:func:`evaluate_external`), named ``label`` on the leaderboard.
+    ``ctx`` replaces ``device``, ``seed``, ``batch_size`` and ``progress``.
+    """
+    if save_to is None:
+        _check_input(model, data)
+        ctx = ctx or eval_context(device, seed=seed, batch_size=batch_size, progress=progress)
+        return evaluate_suite(
+            model, data, list(metrics), ctx=ctx, options=options, on_result=on_result
+        )
+    results: dict[str, MetricResult] = {}
+
+    def keep(name: str, result: MetricResult) -> None:
+        results[name] = result
+        if on_result is not None:
+            on_result(name, result)
+
+    evaluate_external(
+        model,
+        data,
+        metrics,
+        results_dir=save_to,
+        label=label,
+        options=options,
+        ctx=ctx or eval_context(device, seed=seed, batch_size=batch_size, progress=progress),
+        on_result=keep,
+    )
+    return results
+
+
+def eval_context(
+    device: str = "auto",
+    *,
+    seed: int = 0,
+    batch_size: int = 500,
+    progress: bool = True,
+    data_root: str | Path | None = None,
+) -> EvalContext:
+    """The CLI's evaluation settings: bf16 autocast on a GPU, generated sets in the cache."""
+    torch_device = resolve_device(device)
+    return EvalContext(
+        torch_device,
+        batch_size,
+        seed,
+        data_root=Path(data_root) if data_root else None,
+        progress=progress,
+        amp=use_amp("auto", torch_device),
+    )
+
+
+def _check_input(model: torch.nn.Module, data: ImageData) -> None:
+    """Refuse what cannot give true numbers: a bare timm network (it expects normalised input
+    but gets pixels in [0, 1]) and a head whose size is not the data's number of classes."""
+    net = _network(model)
+    cfg = getattr(net, "pretrained_cfg", None) or {}
+    if net is model and cfg.get("mean") is not None:
+        mean, std = tuple(cfg["mean"]), tuple(cfg["std"])
+        raise ConfigError(
+            f"this {architecture(net)} is a bare timm network, which expects input normalised "
+            f"(its timm cfg: mean {mean}, std {std}), but robench feeds pixels in [0, 1]: wrap it "
+            "as robench.Normalized(model, mean, std) with the mean/std it was trained with "
+            "(robench.load_model does), or Normalized(model, (0, 0, 0), (1, 1, 1)) if it takes "
+            "pixels in [0, 1]"
+        )
+    outputs = getattr(net, "num_classes", None)
+    if isinstance(outputs, int) and outputs > 0 and outputs != data.num_classes:
+        raise ConfigError(
+            f"the model has {outputs} outputs but {data.identity.name} has {data.num_classes} "
+            "classes; evaluate it on the data set it was trained for (or give num_classes)"
+        )
+
+
+def evaluate_external(
+    model: torch.nn.Module,
+    data: ImageData,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    *,
+    results_dir: str | Path,
+    label: str | None = None,
+    options: dict[str, dict[str, Any]] | None = None,
+    ctx: EvalContext | None = None,
+    on_result: Callable[[str, MetricResult], None] | None = None,
+) -> Path:
+    """Evaluate a model trained elsewhere into ``<results_dir>/runs/<run-id>/``; returns it.
+
+    The run is of kind "external": config name ``external``, method ``label`` (default: the
+    checkpoint's file name or the pretrained tag), and a recipe that is the model's weights
+    (a hash of its state dict, normalisation included), so every evaluation of the same weights,
+    label, test set and seed is one run, whose metrics merge as ``evaluate_run``'s do.
+    """
+    names, options = list(metrics), options or {}
+    check_metrics(names, options)
+    _check_input(model, data)
+    ctx = ctx or eval_context()
+    source = dict(getattr(model, "source", None) or {})
+    name = source.pop("name", None) or architecture(_network(model))
+    default_label = source.pop("label", None) or name
+    label = label or default_label
+    config = {
+        "name": EXTERNAL,
+        "seed": ctx.seed,
+        "data": {"dataset": data.identity.name},
+        "model": {"name": name, "weights": hash_state(model)},
+        "augment": {"method": label, "options": {}},
+    }
+    ident = {"config": config, "test_data": data.identity.content_hash}
+    run_dir = runs_root(results_dir) / run_name(EXTERNAL, label, name, ctx.seed, ident)
+    with _locked(run_dir):
+        doc = read_metrics(run_dir) or {
+            "run_id": run_dir.name,
+            "kind": EXTERNAL,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "config": config,
+            "seed": ctx.seed,
+            "data": {"test": data.identity.to_dict()},
+            "model": {
+                "name": name,
+                "parameters": count_parameters(model),
+                **_inputs(model),
+                "source": source,
+            },
+            "augment": {"method": label},
+            "versions": package_versions(),
+            "machine": machine_info(),
+            "metrics": {},
+        }
+        _evaluate_into(run_dir, doc, model, data, names, ctx, options, on_result)
+    return run_dir
+
+
+def _network(model: torch.nn.Module) -> torch.nn.Module:
+    """The network inside a :class:`Normalized` wrapper (the model itself if unwrapped)."""
+    return model.model if isinstance(model, Normalized) else model
+
+
+def _inputs(model: torch.nn.Module) -> dict[str, Any]:
+    """The normalisation a saved evaluation records (None: the model does its own)."""
+    if not isinstance(model, Normalized):
+        return {"mean": None, "std": None}
+    return {"mean": model.mean.flatten().tolist(), "std": model.std.flatten().tolist()}

@@ -22,10 +22,12 @@ import pandas as pd
 import torch
 
 from robench.config import Config, to_toml
-from robench.errors import CheckpointError, RobenchError
+from robench.errors import CheckpointError, RobenchError, first_line
 from robench.io import atomic_write, hash_text, locked_file, write_json, write_text
 
 SCHEMA_VERSION = 1
+#: the kind (and config name) of a run of a model trained elsewhere: evaluated, not trained
+EXTERNAL = "external"
 
 # Keys that do not change what a run computes, so they stay out of the run id.
 _NOT_IDENTITY = {
@@ -58,9 +60,14 @@ def run_id(cfg: Config) -> str:
     for (section, key), default in _IDENTITY_ONLY_IF_SET.items():
         if ident[section].get(key) == default:
             ident[section].pop(key, None)
+    return run_name(cfg.name, cfg.augment.method, cfg.model.name, cfg.seed, ident)
+
+
+def run_name(name: str, method: str, model: str, seed: int, ident: dict[str, Any]) -> str:
+    """``<name>-<method>-<model>-s<seed>-<hash>``, the hash of ``ident`` (what the run is)."""
     digest = hash_text(json.dumps(ident, sort_keys=True))[:8]
-    slug = re.sub(r"[^A-Za-z0-9_.]+", "_", f"{cfg.name}-{cfg.augment.method}-{cfg.model.name}")
-    return f"{slug}-s{cfg.seed}-{digest}"
+    slug = re.sub(r"[^A-Za-z0-9_.]+", "_", f"{name}-{method}-{model}")
+    return f"{slug}-s{seed}-{digest}"
 
 
 def runs_root(results_dir: str | Path) -> Path:
@@ -136,10 +143,9 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(
-            f"checkpoint {str(path)!r} cannot be loaded safely ({first}); it is corrupt or "
-            "carries non-tensor objects: retrain, or delete it and rerun with the same config"
+            f"checkpoint {str(path)!r} cannot be loaded safely ({first_line(err)}); it is corrupt "
+            "or carries non-tensor objects: retrain, or delete it and rerun with the same config"
         ) from None
 
 

@@ -32,7 +32,7 @@ STAGES = {
     "reporting": {"data", "models", "augment", "evaluation"},
 }
 #: shared infrastructure below every stage: imports no stage
-INFRASTRUCTURE = {"config", "distributed", "errors", "io", "registry", "runs"}
+INFRASTRUCTURE = {"config", "devices", "distributed", "errors", "io", "registry", "runs"}
 
 
 def robench_imports(path: Path) -> set[str]:

@@ -8,9 +8,9 @@ import pandas as pd
 import torch
 
 from robench.bench.synthetic import synthetic_data
+from robench.devices import resolve_device, use_amp
 from robench.evaluation.base import EvalContext, predict_logits
 from robench.models import create_model
-from robench.training import resolve_device, use_amp
 
 
 def bench_eval(

@@ -20,7 +20,7 @@ import math
 import os
 import pickle
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -118,6 +118,44 @@ class ImageData:
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    @classmethod
+    def from_tensors(
+        cls,
+        images: torch.Tensor | np.ndarray,
+        labels: torch.Tensor | np.ndarray | Sequence[int],
+        *,
+        name: str,
+        classes: Sequence[str] | None = None,
+    ) -> ImageData:
+        """A test set from arrays in memory, identified like a loaded one (its content hash).
+
+        ``images``: (N, 3, H, W) or (N, H, W, 3), uint8 0..255 or float in [0, 1] (rounded to
+        uint8, the form every metric reads). ``classes`` default to "0", "1", ... up to the
+        largest label.
+        """
+        x = images.detach().cpu().numpy() if isinstance(images, torch.Tensor) else images
+        x = np.asarray(x)
+        if x.dtype.kind == "f":
+            if not ((x >= 0) & (x <= 1)).all():  # NaN fails too
+                raise DataError(f"{name}: float images must lie in [0, 1] (RobustBench's input)")
+            x = np.rint(x * 255)
+        elif x.dtype != np.uint8:
+            raise DataError(
+                f"{name}: images must be uint8 0..255 or float in [0, 1], not {x.dtype}"
+            )
+        x = np.require(_channels_first(x, name), np.uint8, ["C_CONTIGUOUS", "WRITEABLE"])
+        y = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else labels
+        y = np.ascontiguousarray(_labels(np.asarray(y), len(x), f"{name} labels"))
+        names = _class_names(None if classes is None else list(classes), y, f"{name} labels")
+        identity = DataIdentity(
+            name=name,
+            split="test",
+            count=len(y),
+            content_hash=hash_arrays(x, y),
+            source="tensors in memory",
+        )
+        return cls(torch.from_numpy(x), torch.from_numpy(y), names, identity)
 
 
 def load_dataset(
@@ -491,28 +529,41 @@ def _load_npz(path: Path, split: str) -> tuple[np.ndarray, np.ndarray, list[str]
         raise DataError(
             f"cannot read {path} as .npz: {_one_line(e)}; save plain arrays with np.savez"
         ) from e
-    where = f"{path}:{x_key}"
     if x.dtype != np.uint8:
-        raise DataError(f"{where} has dtype {x.dtype}: store pixels as uint8 0..255")
-    if x.ndim == 4 and x.shape[-1] == 3:  # (N, H, W, 3), as numpy/PIL hold images
+        raise DataError(f"{path}:{x_key} has dtype {x.dtype}: store pixels as uint8 0..255")
+    x = _channels_first(x, f"{path}:{x_key}")
+    y = _labels(y, len(x), f"{path}:{y_key}")
+    if names is None:
+        classes = None
+    elif names.ndim == 1 and names.dtype.kind in "US":
+        classes = [str(n.decode() if isinstance(n, bytes) else n) for n in names.tolist()]
+    else:
+        raise DataError(f"{path}:classes must be a 1-D array of strings, got {names.dtype}")
+    return x, y, _class_names(classes, y, f"{path}:{y_key}")
+
+
+def _channels_first(x: np.ndarray, where: str) -> np.ndarray:
+    """Images (N, 3, H, W) from (N, H, W, 3), as numpy/PIL hold them, or (N, 3, H, W)."""
+    if x.ndim == 4 and x.shape[-1] == 3:
         x = x.transpose(0, 3, 1, 2)
     elif not (x.ndim == 4 and x.shape[1] == 3):
         raise DataError(f"{where} has shape {x.shape}: expected (N, H, W, 3) or (N, 3, H, W)")
     if len(x) == 0:
         raise DataError(f"{where} holds no images")
-    if y.ndim != 1 or len(y) != len(x) or not np.issubdtype(y.dtype, np.integer):
-        raise DataError(
-            f"{path}:{y_key} must hold {len(x)} integer labels, got {y.dtype} of shape {y.shape}"
-        )
-    y = y.astype(np.int64)
-    if names is None:  # no names stored: number the classes up to the largest label
-        classes = [str(i) for i in range(int(y.max()) + 1)]
-    elif names.ndim == 1 and names.dtype.kind in "US":
-        classes = [str(n.decode() if isinstance(n, bytes) else n) for n in names.tolist()]
-    else:
-        raise DataError(f"{path}:classes must be a 1-D array of strings, got {names.dtype}")
-    _check_labels(y, len(classes), f"{path}:{y_key}")
-    return x, y, classes
+    return x
+
+
+def _labels(y: np.ndarray, n: int, where: str) -> np.ndarray:
+    if y.ndim != 1 or len(y) != n or not np.issubdtype(y.dtype, np.integer):
+        raise DataError(f"{where} must hold {n} integer labels, got {y.dtype} of shape {y.shape}")
+    return y.astype(np.int64)
+
+
+def _class_names(classes: list[str] | None, y: np.ndarray, where: str) -> list[str]:
+    """``classes`` checked against the labels; None numbers them up to the largest label."""
+    classes = [str(i) for i in range(int(y.max()) + 1)] if classes is None else classes
+    _check_labels(y, len(classes), where)
+    return classes
 
 
 # --- imagefolder -------------------------------------------------------------------------------

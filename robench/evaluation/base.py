@@ -31,17 +31,23 @@ from tqdm.auto import tqdm
 from robench import distributed
 from robench.data.datasets import ImageData
 from robench.data.folders import FolderImages
+from robench.devices import resolve_device
+from robench.io import cache_dir
 from robench.registry import Registry
 
 
 @dataclass
 class EvalContext:
-    """Where and how to evaluate: shared by every metric of one suite run."""
+    """Where and how to evaluate: shared by every metric of one suite run.
 
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    The defaults are the CLI's: the GPU when there is one, and the generated sets cached where
+    ``ROBENCH_CACHE`` says (else ``results/cache``).
+    """
+
+    device: torch.device = field(default_factory=lambda: resolve_device("auto"))
     batch_size: int = 500
     seed: int = 0
-    cache_dir: Path = Path("results/cache")
+    cache_dir: Path = field(default_factory=cache_dir)
     data_root: Path | None = None
     progress: bool = True
     amp: bool = False  # bf16 autocast for inference (CUDA)

@@ -72,7 +72,7 @@ def recipe_key(doc: dict[str, Any], *, with_method: bool = True) -> str:
         _drop(cfg, path)
     ident: dict[str, Any] = {
         "config": cfg,
-        "train_data": doc["data"]["train"]["content_hash"],
+        "train_data": _trained_on(doc).get("content_hash"),
         "test_data": doc["data"]["test"]["content_hash"],
     }
     if with_method:
@@ -95,29 +95,37 @@ def inline_options(options: dict[str, Any]) -> str:
     return "{" + ", ".join(f"{k} = {value(v)}" for k, v in sorted(options.items())) + "}"
 
 
+def _trained_on(doc: dict[str, Any]) -> dict[str, Any]:
+    """The identity of a run's training data; empty for a model trained elsewhere (a run of
+    kind "external", whose recipe is its weights: ``config.model.weights``)."""
+    return doc["data"].get("train") or {}
+
+
 def run_row(doc: dict[str, Any]) -> dict[str, Any]:
-    """One flat row: who the run is (recipe, seed) and every metric value."""
+    """One flat row: who the run is (recipe, seed) and every metric value. A model trained
+    elsewhere has 0 epochs and 0 training images here, and no epochs in its setting."""
     cfg = doc["config"]
     options = inline_options(cfg["augment"].get("options", {}))
     method = cfg["augment"]["method"]
     data = doc["data"]
     evaluated = data.get("eval", data["test"])
+    epochs = cfg.get("train", {}).get("epochs", 0)
+    setting = [cfg["name"], cfg["model"]["name"], data["test"]["name"]]
     row: dict[str, Any] = {
         "run_id": doc["run_id"],
         "recipe": recipe_key(doc),
         "base_recipe": recipe_key(doc, with_method=False),
         "label": f"{method} {options}".strip(),
-        "setting": f"{cfg['name']} / {cfg['model']['name']} / {data['test']['name']} / "
-        f"{cfg['train']['epochs']} ep",
+        "setting": " / ".join(setting + ([f"{epochs} ep"] if epochs else [])),
         "config_name": cfg["name"],
         "method": method,
         "method_options": options,
         "augment": doc.get("augment", {}),
         "model": cfg["model"]["name"],
         "dataset": data["test"]["name"],
-        "epochs": cfg["train"]["epochs"],
+        "epochs": epochs,
         "seed": doc["seed"],
-        "train_images": data["train"]["count"],
+        "train_images": _trained_on(doc).get("count", 0),
         "test_images": evaluated["count"],
         "eval_data_hash": evaluated["content_hash"],
         "parameters": doc["model"]["parameters"],

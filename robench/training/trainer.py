@@ -38,6 +38,7 @@ from robench.augment.base import Augmentation
 from robench.config import TrainConfig
 from robench.data import ImageData
 from robench.data.folders import FolderImages
+from robench.devices import resolve_device, use_amp
 from robench.errors import ConfigError, Interrupted, RobenchError
 from robench.io import atomic_write
 from robench.runs import load_checkpoint, save_checkpoint
@@ -51,22 +52,6 @@ _SHUFFLE, _SAMPLE, _STEP, _TORCH = 1, 2, 3, 4
 def _seed(*parts: int) -> int:
     """A 64-bit torch seed from integers, through numpy's SeedSequence (well mixed, stable)."""
     return int(np.random.SeedSequence(list(parts)).generate_state(1, np.uint64)[0])
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RobenchError(
-            f"train.device = {name!r} but CUDA is not available; use 'cpu' or 'auto'"
-        )
-    return device
-
-
-def use_amp(setting: str, device: torch.device) -> bool:
-    """bf16 autocast: on by default on CUDA, optional on the CPU."""
-    return setting == "on" or (setting == "auto" and device.type == "cuda")
 
 
 def batch_workers(setting: int, device: torch.device) -> int:
