@@ -8,39 +8,60 @@ The short public API (docs/python-api.md)::
     results = robench.evaluate(model, data, ["clean"], save_to="results", label="augmix")
     table, csv_path = robench.report("results")
 
-Importing robench registers its CIFAR architectures in timm's registry
-(``timm.create_model("wrn_40_2", num_classes=10)``), its augmentation and metric plugins, and
-those that other installed packages declare as entry points (:mod:`robench.plugins`).
+``import robench`` itself is light: torch, timm and the stages load when a name of the API is
+first used, so ``robench --help`` answers at once. Importing :mod:`robench.models` (which every
+model-creating call does) registers the CIFAR architectures in timm's registry
+(``timm.create_model("wrn_40_2", num_classes=10)``); the plugins that other installed packages
+declare as entry points (:mod:`robench.plugins`) are registered before the first look-up in any
+registry.
 """
 
-from robench import models  # noqa: F401  (registers the CIFAR architectures in timm)
-from robench.augment import AUGMENTATIONS, create_augmentation
-from robench.config import Config, load_config
-from robench.data import ImageData, load_dataset
-from robench.evaluation import METRICS, EvalContext
-from robench.models import Normalized
-from robench.models.external import load_model
-from robench.pipeline import evaluate, evaluate_run, train
-from robench.plugins import discover
-from robench.reporting import report
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from robench.registry import Registry
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "AUGMENTATIONS",
-    "METRICS",
-    "Config",
-    "EvalContext",
-    "ImageData",
-    "Normalized",
-    "create_augmentation",
-    "evaluate",
-    "evaluate_run",
-    "load_config",
-    "load_dataset",
-    "load_model",
-    "report",
-    "train",
-]
+#: the public API: each name and the module that defines it (imported on first use)
+_API = {
+    "AUGMENTATIONS": "robench.augment",
+    "create_augmentation": "robench.augment",
+    "Config": "robench.config",
+    "load_config": "robench.config",
+    "ImageData": "robench.data",
+    "load_dataset": "robench.data",
+    "METRICS": "robench.evaluation",
+    "EvalContext": "robench.evaluation",
+    "Normalized": "robench.models",
+    "load_model": "robench.models.external",
+    "evaluate": "robench.pipeline",
+    "evaluate_run": "robench.pipeline",
+    "train": "robench.pipeline",
+    "report": "robench.reporting",
+}
+__all__ = sorted(_API)
 
-discover()  # third-party plugins; never raises (broken ones are listed by `robench list`)
+
+def __getattr__(name: str) -> Any:
+    if name not in _API:
+        raise AttributeError(f"module 'robench' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_API[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_API})
+
+
+def _discover_plugins() -> None:
+    """Third-party plugins; never raises (broken ones are listed by ``robench list``)."""
+    from robench.plugins import discover
+
+    discover()
+
+
+Registry.before_first_lookup = _discover_plugins

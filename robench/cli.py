@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 from pathlib import Path
-from typing import NoReturn
-
-import pandas as pd
+from typing import TYPE_CHECKING, NoReturn
 
 from robench.errors import Interrupted, RankError, RobenchError, one_line
+
+if TYPE_CHECKING:  # pandas, torch and the stages load in the commands that use them
+    import pandas as pd
 
 SHORTCUTS = {  # --flag -> config key
     "epochs": "train.epochs",
@@ -43,8 +45,22 @@ def _overrides(args: argparse.Namespace) -> list[str]:
 
 
 def _print_table(table: pd.DataFrame) -> None:
-    with pd.option_context("display.width", 200, "display.max_columns", 30):
-        print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    """A table that fits the terminal: one row as a vertical name/value list, several rows
+    wrapped into blocks of columns at the terminal's width (80 where there is none)."""
+    import pandas as pd
+
+    width = shutil.get_terminal_size().columns
+    if len(table) == 1:
+        row = table.iloc[0]
+        names = [str(name) for name in table.columns]
+        pad = max(map(len, names), default=0)
+        for name, value in zip(names, row, strict=True):
+            shown = f"{value:.2f}" if isinstance(value, float) else value
+            print(f"{name.ljust(pad)}  {shown}")
+        return
+    with pd.option_context("display.max_columns", None, "display.max_colwidth", 60):
+        text = table.to_string(index=False, line_width=width, float_format=lambda v: f"{v:.2f}")
+    print(text)
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -131,6 +147,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         for name, value in values.items()
     ]
     if _rank() == 0:
+        import pandas as pd
+
         _print_table(pd.DataFrame(rows))
 
 

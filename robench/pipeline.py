@@ -127,8 +127,10 @@ def _train(
     progress = progress and main
 
     def plan() -> tuple[str, list[str]]:
-        """("finished", metrics missing) | ("resume", []) | ("new", [])."""
-        if resume and checkpoint.exists() and (doc := read_metrics(run_dir)) is not None:
+        """("finished", metrics missing) | ("resume", []) | ("new", []). A finished run asked
+        for again is not an error: its results are there (and missing metrics are added)."""
+        finished = checkpoint.exists() and not force and (doc := read_metrics(run_dir))
+        if finished:
             return "finished", [m for m in cfg.evaluate.metrics if m not in doc["metrics"]]
         if checkpoint.exists() and not resume:
             if not force:
@@ -143,8 +145,8 @@ def _train(
     if state == "finished":  # training finished earlier: evaluate only what is missing
         if missing and evaluate_after:
             evaluate_run(run_dir, missing, progress=progress)
-        elif progress:
-            print(f"{run_dir.name} is already finished")
+        elif main:
+            print(f"{run_dir.name} is already finished; its results:")
         return run_dir
     train_data = load_split(cfg, "train", progress)
     test_data = load_split(cfg, "test", progress)

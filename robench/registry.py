@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import ClassVar, Generic, TypeVar
 
 from robench.errors import ConfigError
 
@@ -35,6 +35,10 @@ class Registry(Generic[T]):
     conflicting) to the reason, so that using such a name says why instead of "unknown".
     """
 
+    #: called once, before the first look-up in any registry: robench/__init__.py sets it to
+    #: the discovery of third-party plugins, so that they are known however robench was imported
+    before_first_lookup: ClassVar[Callable[[], None] | None] = None
+
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._entries: dict[str, Entry[T]] = {}
@@ -54,6 +58,12 @@ class Registry(Generic[T]):
 
         return add
 
+    @staticmethod
+    def _ready() -> None:
+        hook, Registry.before_first_lookup = Registry.before_first_lookup, None
+        if hook is not None:
+            hook()
+
     def unregister(self, name: str) -> None:
         """Forget ``name`` (plugin discovery re-runs from scratch this way)."""
         del self._entries[name]
@@ -64,6 +74,7 @@ class Registry(Generic[T]):
 
     def entry(self, name: str) -> Entry[T]:
         """The whole entry (factory, description, origin) under ``name``."""
+        self._ready()
         try:
             return self._entries[name]
         except KeyError:
@@ -77,12 +88,14 @@ class Registry(Generic[T]):
         return f"unknown {self.kind} {name!r}{hint}; choose one of: {', '.join(self.names())}"
 
     def names(self) -> list[str]:
+        self._ready()
         return sorted(self._entries)
 
     def entries(self) -> list[Entry[T]]:
         return [self._entries[n] for n in self.names()]
 
     def __contains__(self, name: object) -> bool:
+        self._ready()
         return name in self._entries
 
     def __iter__(self) -> Iterator[str]:

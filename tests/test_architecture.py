@@ -32,7 +32,7 @@ STAGES = {
     "reporting": {"data", "models", "augment", "evaluation"},
 }
 #: shared infrastructure below every stage: imports no stage
-INFRASTRUCTURE = {"config", "devices", "distributed", "errors", "io", "registry", "runs"}
+INFRASTRUCTURE = {"config", "console", "devices", "distributed", "errors", "io", "registry", "runs"}
 
 
 def robench_imports(path: Path) -> set[str]:
@@ -114,3 +114,20 @@ print("ok")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+
+
+def test_the_command_line_starts_without_torch() -> None:
+    """``robench --help`` answers before torch, timm or pandas load (they take seconds), and
+    the public API still loads on first use."""
+    code = """
+import sys
+from robench.cli import build_parser
+build_parser().format_help()
+heavy = sorted(m for m in ("torch", "timm", "pandas") if m in sys.modules)
+import robench
+assert callable(robench.train) and "torch" in sys.modules
+print(heavy)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -87,9 +87,16 @@ def test_train_evaluate_report(tiny_npz, tmp_path, capsys) -> None:
     assert main([*base, "--seed", "1"]) == 0
     out = capsys.readouterr().out
     assert "clean_error" in out and "run folder:" in out
+    assert max(map(len, out.splitlines()[1:])) <= 80  # a vertical name/value table
     assert main([*base, "--seed", "2"]) == 0
     runs = sorted((results / "runs").iterdir())
     assert len(runs) == 2
+    capsys.readouterr()
+    mtime = (runs[0] / "checkpoint.pt").stat().st_mtime_ns
+    assert main([*base, "--seed", "1"]) == 0  # asked again: its results, not an error
+    out = capsys.readouterr().out
+    assert "is already finished; its results:" in out and "clean_error" in out
+    assert (runs[0] / "checkpoint.pt").stat().st_mtime_ns == mtime  # nothing retrained
 
     assert main(["evaluate", str(runs[0]), "--metrics", "clean", "--quiet"]) == 0
     assert "clean_error" in capsys.readouterr().out

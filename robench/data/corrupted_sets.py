@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from robench.console import bar
 from robench.data.corruption_constants import ALL_CORRUPTIONS, BENCHMARK_CORRUPTIONS, get_constants
 from robench.data.corruptions import (
     GENERATOR_VERSION,
@@ -200,18 +201,14 @@ def _run_tasks(
     desc: str,
 ) -> Iterator[tuple[_Task, np.ndarray]]:
     """Results in task order: in this process when workers <= 1, else on a process pool."""
-    from tqdm.auto import tqdm
-
     workers = max(1, min(workers or os.cpu_count() or 1, len(tasks)))
-    bar = tqdm(
-        total=sum(t.stop - t.start for t in tasks), desc=desc, unit="img", disable=not progress
-    )
-    with bar:
+    made = bar(progress=progress, total=sum(t.stop - t.start for t in tasks), desc=desc, unit="img")
+    with made:
         if workers == 1:
             with _local_source(images, seed, constants):
                 for task in tasks:
                     yield task, _compute(task)
-                    bar.update(task.stop - task.start)
+                    made.update(task.stop - task.start)
             return
         with ProcessPoolExecutor(
             workers,
@@ -223,7 +220,7 @@ def _run_tasks(
             try:
                 for task, out in zip(tasks, results, strict=True):
                     yield task, out
-                    bar.update(task.stop - task.start)
+                    made.update(task.stop - task.start)
             finally:
                 results.close()  # cancels the tasks not started yet if the caller stops early
 

@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from tqdm import tqdm
 
+from robench.console import bar
 from robench.data.folders import (
     ANNOTATIONS,
     FolderImages,
@@ -629,10 +629,10 @@ def _decode_images(files: list[str], desc: str, progress: bool) -> np.ndarray:
     threads = min(_DECODE_THREADS, math.ceil(len(files) / _DECODE_CHUNK))
     with (
         ThreadPoolExecutor(threads) as pool,
-        tqdm(total=len(files), desc=desc, unit="img", disable=not progress) as bar,
+        bar(progress=progress, total=len(files), desc=desc, unit="img") as decoded,
     ):
         for done in pool.map(decode, range(0, len(files), _DECODE_CHUNK)):
-            bar.update(done)
+            decoded.update(done)
     if problems:
         message, error = problems[min(problems)]
         raise DataError(message) from error

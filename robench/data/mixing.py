@@ -25,8 +25,8 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 from torchvision.datasets import ImageFolder
 from torchvision.transforms import InterpolationMode
-from tqdm import tqdm
 
+from robench.console import bar
 from robench.errors import ConfigError, DataError
 from robench.io import atomic_write, cache_dir, cache_lock, hash_text, write_json
 
@@ -172,7 +172,7 @@ def fractal_pictures(count: int, size: int = RENDER_SIZE, seed: int = 0) -> np.n
     chunks = -(-count // CHUNK)
     out = [
         _fractal_chunk(np.random.default_rng([seed, c]), size)
-        for c in tqdm(range(chunks), desc="fractal mixing set", unit="chunk")
+        for c in bar(range(chunks), progress=True, desc="fractal mixing set", unit="chunk")
     ]
     return np.concatenate(out)[:count] if out else np.zeros((0, size, size, 3), np.uint8)
 

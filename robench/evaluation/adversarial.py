@@ -19,8 +19,8 @@ from typing import Any
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
+from robench.console import bar
 from robench.data.datasets import ImageData
 from robench.errors import ConfigError
 from robench.evaluation.base import (
@@ -248,7 +248,7 @@ def pgd(
         with torch.random.fork_rng(devices=[] if cpu_only else None, device_type=ctx.device.type):
             torch.manual_seed(seed)  # torchattacks draws from the global RNG; restored after
             starts = range(lo, hi, ctx.batch_size)
-            for start in tqdm(starts, desc=f"{attack} #{restart}", disable=not ctx.progress):
+            for start in bar(starts, progress=ctx.progress, desc=f"{attack} #{restart}"):
                 sl = slice(start, min(start + ctx.batch_size, hi))
                 x = images[sl].to(ctx.device).float().div_(255)
                 x = x.contiguous(memory_format=torch.channels_last)

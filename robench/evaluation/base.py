@@ -26,9 +26,9 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from robench import distributed
+from robench.console import bar
 from robench.data.datasets import ImageData
 from robench.data.folders import FolderImages
 from robench.devices import resolve_device
@@ -84,10 +84,10 @@ def batches(
     """Slices of a uint8 (N, 3, H, W) tensor, with a tqdm bar; a set on disk is streamed in
     batches decoded by its DataLoader workers instead."""
     if isinstance(images, FolderImages):
-        yield from tqdm(images.loader(batch_size), desc=desc, disable=not progress, leave=False)
+        yield from bar(images.loader(batch_size), progress=progress, desc=desc, leave=False)
         return
     starts = range(0, len(images), batch_size)
-    for start in tqdm(starts, desc=desc, disable=not progress, leave=False, unit="batch"):
+    for start in bar(starts, progress=progress, desc=desc, leave=False, unit="batch"):
         yield images[start : start + batch_size]
 
 

@@ -8,9 +8,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from robench.config import ALL_METRICS
+from robench.console import bar, say
 from robench.data import ImageData
 from robench.errors import ConfigError
 from robench.evaluation.base import METRICS, EvalContext, MetricResult
@@ -53,12 +53,18 @@ def evaluate(
     check_metrics(metrics, options)
     results: dict[str, MetricResult] = {}
     model = model.to(ctx.device).eval()
-    for name in tqdm(metrics, desc="evaluate", disable=not ctx.progress or len(metrics) < 2):
+    for name in bar(metrics, progress=ctx.progress and len(metrics) > 1, desc="evaluate"):
         metric = METRICS.get(name)
         start = time.perf_counter()
         result = metric(model, data, ctx, **options.get(name, {}))
         result.seconds = time.perf_counter() - start
         results[name] = result
+        say(f"{name}: {_headline(result)} ({result.seconds:.1f} s)", ctx.progress)
         if on_result is not None:
             on_result(name, result)
     return results
+
+
+def _headline(result: MetricResult) -> str:
+    """The first two values of a result, for its one-line summary."""
+    return ", ".join(f"{k} {v:.2f}" for k, v in list(result.values.items())[:2])

@@ -31,11 +31,11 @@ import torch
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
 from robench import distributed
 from robench.augment.base import Augmentation
 from robench.config import TrainConfig
+from robench.console import bar, say
 from robench.data import ImageData
 from robench.data.folders import FolderImages
 from robench.devices import resolve_device, use_amp
@@ -320,17 +320,17 @@ class Trainer:
         seen = carried.seen
         start = time.perf_counter() - partial.seconds
         steps = self._prepared(epoch, partial.step)
-        bar = tqdm(
+        steps_bar = bar(
             steps,
+            progress=self.progress,
             total=self.steps_per_epoch,
             initial=partial.step,
             desc=f"epoch {epoch + 1}/{self.cfg.epochs}",
-            disable=not self.progress,
             unit="step",
             leave=False,
         )
         with torch.autograd.set_detect_anomaly(self.detect_anomaly), contextlib.closing(steps):
-            for step, x, targets, y in bar:
+            for step, x, targets, y in steps_bar:
                 # dropout, any torch draw; per rank under torchrun
                 torch.manual_seed(_seed(*self._step_seed(epoch, step, _TORCH)))
                 loss, wrong = self._loss(x, targets)
@@ -344,7 +344,7 @@ class Trainer:
                 last = step == self.steps_per_epoch - 1
                 if step % 20 == 0 or last:
                     self._check_finite(loss_sum, epoch, step)
-                    bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}")
+                    steps_bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}")
                 if not last and distributed.any_rank(self._checkpoint_due(step)):
                     self._check_finite(loss_sum, epoch, step)
                     totals = self._totals(loss_sum, wrong_sum, seen)
@@ -414,11 +414,11 @@ class Trainer:
                 self.save(epoch + 1, self.partial)
                 if self.world.main:
                     self._write_log()
-                if self.progress:
-                    tqdm.write(
-                        f"epoch {stats.epoch}/{self.cfg.epochs}: loss {stats.train_loss:.4f}, "
-                        f"train error {stats.train_error:.2f} %, {stats.images_per_s:.0f} img/s"
-                    )
+                say(
+                    f"epoch {stats.epoch}/{self.cfg.epochs}: loss {stats.train_loss:.4f}, "
+                    f"train error {stats.train_error:.2f} %, {stats.images_per_s:.0f} img/s",
+                    self.progress,
+                )
         return self.history
 
     def close(self) -> None:

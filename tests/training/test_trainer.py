@@ -85,11 +85,18 @@ def test_learns_the_tiny_task(tiny_config) -> None:
 
 
 def test_existing_run_needs_resume_or_force(tiny_config) -> None:
+    """A finished run asked for again is returned as it is; an unfinished one (a checkpoint, no
+    metrics.json) must be resumed or started over, never silently retrained."""
     cfg = tiny_config("train.epochs=1")
-    train(cfg, progress=False, evaluate_after=False)
+    run = train(cfg, progress=False, evaluate_after=False)
+    written = (run / "checkpoint.pt").stat().st_mtime_ns
+    assert train(cfg, progress=False) == run
+    assert (run / "checkpoint.pt").stat().st_mtime_ns == written
+    (run / "metrics.json").unlink()
     with pytest.raises(RobenchError, match="--resume to continue it or --force"):
         train(cfg, progress=False)
     train(cfg, progress=False, force=True, evaluate_after=False)
+    assert (run / "checkpoint.pt").stat().st_mtime_ns != written
 
 
 def test_nan_loss_stops_with_a_clear_error(tiny_config) -> None:
