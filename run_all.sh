@@ -14,8 +14,8 @@
 # Finished runs are skipped and interrupted ones resumed (robench train --resume); a finished run
 # that lacks some of the config's metrics is only evaluated. Claims: --claims, else
 # baselines/claims/ipmix_paper.toml with --paper, else baselines/claims/quick.toml when present.
-# --nproc-per-node, --parallel, --gpus and --dry-run hand the runs to `robench sweep` (README,
-# "Scaling out"); without them the runs go one after another in this shell, as always.
+# --nproc-per-node, --parallel, --gpus and --dry-run hand the runs to `robench sweep`
+# (docs/scaling-out.md); without them the runs go one after another in this shell, as always.
 # Set PYTHON to the interpreter that has robench installed (default: python).
 set -euo pipefail
 cd "$(dirname "$0")"

@@ -1,4 +1,4 @@
-"""``augmix``: AugMix as in the official PyTorch ``cifar.py`` (spec methods.md §2)."""
+"""``augmix``: AugMix as in the official PyTorch ``cifar.py`` (``google-research/augmix``)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``cutmix`` and ``mixup``: batch-level label mixing through ``timm.data.Mixup`` (spec §4).
+"""``cutmix`` and ``mixup``: batch-level label mixing through ``timm.data.Mixup`` (docs/methods.md).
 
 Both run in ``batch()`` on the training device: the standard flip + crop per image (the
 per-sample part of the official recipes), then timm's Mixup in ``mode="batch"`` (one decision

@@ -1,7 +1,8 @@
-"""``ipmix``: IPMix as the official ``cifar.py`` / ``IPMix_utils.py`` do it (spec methods.md §1).
+"""``ipmix``: IPMix as the official ``cifar.py`` / ``IPMix_utils.py`` do it (``hzlsaber/IPMix``).
 
-Paper (arXiv 2310.04780 v5) vs code differences (spec §9) are options whose defaults are the
-code's, since the code produced the released numbers:
+Paper (Huang et al., NeurIPS 2023, arXiv:2310.04780 v5) vs code differences
+(docs/methods.md#ipmix) are options whose defaults are the code's, since the code produced the
+released numbers:
 
 * ``min_chain_length``: chain length uniform on {min_chain_length, ..., t}. Code: 0 (a quarter
   of the chains are the identity); paper Algorithm 1: 1.
@@ -11,8 +12,8 @@ code's, since the code produced the released numbers:
 * ``quantize``: the mixed patch goes back to uint8. ``"faithful"`` (code): x 255, truncate,
   wrap modulo 256, no clamp, exactly as torch's ``.byte()`` inside ``ToPILImage`` (see
   :func:`~robench.augment.mixing_ops.quantize_faithful`); ``"clamped"``: clamp to [0, 1] first.
-* The paper's Beta-mask patch rule (§4.1) is not offered: the spec gives no Beta parameters for it
-  and the paper's own Algorithm 1 uses the four operators the code uses.
+* The paper's Beta-mask patch rule (its section 4.1) is not offered: the paper gives no Beta
+  parameters for it and its own Algorithm 1 uses the four operators the code uses.
 
 ImageNet settings (``imagenet.py``): ``patch_sizes=[4, 8, 16, 32, 64, 224]``, ``all_ops=True``
 (15 ops incl. color/contrast/brightness/sharpness and cutoff autocontrast), ``beta=4``,

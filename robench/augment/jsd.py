@@ -9,7 +9,7 @@ import torch.nn.functional as F
 def jsd_consistency(logits: list[torch.Tensor]) -> torch.Tensor:
     """Jensen-Shannon consistency between the predictions on V views of the same images.
 
-    AugMix/IPMix (spec §1.2): ``M = clamp(mean_v softmax(l_v), 1e-7, 1)``, then
+    AugMix/IPMix (``cifar.py`` of both): ``M = clamp(mean_v softmax(l_v), 1e-7, 1)``, then
     ``mean_v KL(p_v || M)`` with ``batchmean`` reduction (sum over classes, mean over images).
     The clamp keeps the log of the mixture finite; the official code hard-codes 3 views.
     """

@@ -1,4 +1,5 @@
-"""PIL image operations shared by AugMix, PixMix and IPMix (spec methods.md §1.2, op table).
+"""PIL image operations shared by AugMix, PixMix and IPMix (their ``augmentations.py``,
+``pixmix_utils.py``, ``IPMix_utils.py``; docs/methods.md#image-ops).
 
 Every op has the signature ``op(image, severity, rng) -> image`` (PIL RGB in and out). Ops with a
 magnitude draw it as in the official code: ``level = Uniform(0.1, severity)`` afresh at every

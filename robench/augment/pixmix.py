@@ -1,4 +1,4 @@
-"""``pixmix``: PixMix as in the official ``cifar.py`` (spec methods.md §3)."""
+"""``pixmix``: PixMix as in the official ``cifar.py`` (``andyzoujm/pixmix``)."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ class PixMix(MixViews):
     [0, 1] after every round.
 
     Defaults follow the code (``cifar.py``): k = 4, beta = 3, severity 3, the 9 AugMix ops
-    (``all_ops=False``; the README's recipes pass ``--all-ops``, set ``all_ops=True`` for them),
+    (``all_ops=False``; the PixMix README's recipes pass ``--all-ops``: ``all_ops=True`` here),
     no JSD (``jsd=True`` gives AugMix-style clean + 2 views, not in the PixMix code). The IPMix
     paper's PixMix baseline used k = 3, beta = 4. ``path``: ``"batch"`` (default, tensor ops on
     the training device, equivalent in distribution, clamped after every round as well) or

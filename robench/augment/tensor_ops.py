@@ -1,4 +1,4 @@
-"""Batched tensor forms of the PIL image ops and the pixel mixing operators (spec methods.md §1.2).
+"""Batched tensor forms of the PIL image ops and the pixel mixing operators (docs/methods.md).
 
 The batched AugMix/PixMix/IPMix paths run these on the training device (CPU or CUDA, written
 device-agnostic; only the CPU is tested). Images are uint8 tensors ``(n, 3, H, W)``, as PIL sees

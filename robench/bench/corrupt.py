@@ -1,4 +1,4 @@
-"""How fast the corruptions run: images per second, one core and all cores (spec §9.1).
+"""How fast the corruptions run: images per second, one core and all cores (BENCHMARKS.md).
 
 The numbers project the cost of regenerating a full CIFAR-10-C (15 corruptions x 5 severities x
 10,000 images) on the current machine. Timing includes each image's generator, as generation does.

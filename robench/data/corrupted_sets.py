@@ -1,8 +1,9 @@
 """CIFAR-10-C / CIFAR-10-P generated in-house, in the official layout, cached by manifest.
 
-CIFAR-10-C and -P cannot be downloaded here (spec evaluators.md §0.2), so they are generated from
-the clean test set. The files follow the published layout (§1.7, §2.1), so the same reader serves
-users who have the Zenodo files:
+CIFAR-10-C and -P are not always downloadable (robench's own machines are offline), so they are
+generated from the clean test set. The files follow the published layout (CIFAR-10-C: Zenodo
+record 2535967; CIFAR-10-P: ``make_cifar_p.py``), so the same reader serves users who have the
+official files:
 
     <root>/CIFAR-10-C/<corruption>.npy   uint8 (S * N, H, W, 3), severity-major
     <root>/CIFAR-10-C/labels.npy         uint8 (S * N,)  (int64 if a label exceeds 255)

@@ -1,4 +1,4 @@
-"""Severity constants of the corruption benchmarks (spec evaluators.md §1.2), as data.
+"""Severity constants of the corruption benchmarks (hendrycks/robustness), as data.
 
 The CIFAR table is the one of hendrycks/robustness ``make_cifar_c.py``, the Tiny table that of
 ``make_tinyimagenet_c.py`` (64x64 inputs), the ImageNet table that of ``make_imagenet_c.py``
@@ -35,7 +35,8 @@ BENCHMARK_CORRUPTIONS: tuple[str, ...] = (
     "pixelate",
     "jpeg_compression",
 )
-# The four "validation" corruptions: never part of the mean corruption error (spec §1.1).
+# The four "validation" corruptions: never part of the mean corruption error (hendrycks/robustness
+# issue #36).
 EXTRA_CORRUPTIONS: tuple[str, ...] = ("speckle_noise", "gaussian_blur", "spatter", "saturate")
 ALL_CORRUPTIONS: tuple[str, ...] = BENCHMARK_CORRUPTIONS + EXTRA_CORRUPTIONS
 
@@ -47,7 +48,7 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
     "extra": EXTRA_CORRUPTIONS,
 }
 
-# Zoom-blur factor lists, as the reference's float `np.arange` produces them (spec §1.2, §10.4):
+# Zoom-blur factor lists, as the reference's float `np.arange` produces them (make_cifar_c.py):
 # one element more than the naive reading, and the trailing float error matters, because scipy's
 # zoom sizes its output with round(side * factor) (e.g. 26 * 1.2500000000000002 -> 33, not 32).
 _ZOOM_001 = (
@@ -78,7 +79,7 @@ class ConstantsTable:
 
     name: str
     image_size: int  # the size the table was made for (the functions accept any square size)
-    frost_scale: float  # frost pictures are resized by this before cropping (spec §10.3)
+    frost_scale: float  # frost pictures are resized by this first (CIFAR 0.2, Tiny 0.3, ImageNet 1)
     params: Mapping[str, tuple[Any, ...]] = field(repr=False)
 
     def get(self, corruption: str, severity: int) -> Any:
@@ -185,7 +186,7 @@ IMAGENET = ConstantsTable(
         "fog": ((1.5, 2), (2, 2), (2.5, 1.7), (2.5, 1.5), (3, 1.4)),
         "brightness": (0.1, 0.2, 0.3, 0.4, 0.5),
         "contrast": (0.4, 0.3, 0.2, 0.1, 0.05),
-        # The source multiplies by 244 ("should have been 224"); kept as is (spec §1.2).
+        # The source multiplies by 244 ("should have been 224"); kept as is (make_imagenet_c.py).
         "elastic_transform": _elastic(
             244,
             (
@@ -211,8 +212,8 @@ IMAGENET = ConstantsTable(
     },
 )
 
-# Tiny-ImageNet-C (64x64, ``make_tinyimagenet_c.py``; spec §1.2 lists all but spatter, whose
-# values are the script's): the CIFAR algorithms with their own constants, frost pictures x0.3.
+# Tiny-ImageNet-C (64x64, ``make_tinyimagenet_c.py``, every value read from the script): the
+# CIFAR algorithms with their own constants, frost pictures x0.3.
 TINY = ConstantsTable(
     name="tiny",
     image_size=64,

@@ -1,15 +1,16 @@
 """The 19 CIFAR-10-C / ImageNet-C corruptions, re-implemented batched and seedable.
 
-Each corruption follows hendrycks/robustness ``make_cifar_c.py`` as spec evaluators.md §1.3
-describes it, with its quirks kept (they made the published data); ImageMagick is replaced by the
-NumPy line kernel of §1.3, and scikit-image by the SciPy calls it wraps. Every random draw comes
-from the caller's ``numpy.random.Generator`` (one per image), so an image's output depends only on
-its own generator, never on the batch it was processed in: ``corrupt`` and ``corrupt_batch`` agree
-exactly. The work itself is vectorised over the batch wherever the algorithm allows, which is what
-makes regenerating CIFAR-10-C take minutes instead of the reference's ~20 (spec §9.1).
+Each corruption follows hendrycks/robustness ``ImageNet-C/create_c/make_cifar_c.py`` (Hendrycks &
+Dietterich, ICLR 2019, arXiv:1903.12261), with its quirks kept (they made the published data);
+ImageMagick is replaced by a NumPy line kernel (:func:`motion_blur_images`), and scikit-image by
+the SciPy calls it wraps. Every random draw comes from the caller's ``numpy.random.Generator``
+(one per image), so an image's output depends only on its own generator, never on the batch it
+was processed in: ``corrupt`` and ``corrupt_batch`` agree exactly. The work itself is vectorised
+over the batch wherever the algorithm allows, which is what makes regenerating CIFAR-10-C take
+minutes instead of the reference's ~20 (BENCHMARKS.md).
 
 Outputs are cast like the reference generator saves them: ``np.uint8`` of values already clipped
-to [0, 255], i.e. truncation, not rounding (spec §1.1).
+to [0, 255], i.e. truncation, not rounding (``make_cifar_c.py``'s ``np.uint8`` cast).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ CorruptionFn = Callable[[np.ndarray, Any, Rngs, ConstantsTable], np.ndarray]
 
 
 def _to_uint8(x: np.ndarray) -> np.ndarray:
-    """The reference's ``np.uint8(np.clip(x, 0, 1) * 255)``: truncation (spec §1.1)."""
+    """The reference's ``np.uint8(np.clip(x, 0, 1) * 255)``: truncation (``make_cifar_c.py``)."""
     return (np.clip(x, 0, 1) * 255).astype(np.uint8)
 
 
@@ -61,7 +62,7 @@ def gaussian_filter_images(
 
 @functools.lru_cache(maxsize=256)
 def _zoom_matrix(size: int, factor: float) -> np.ndarray:
-    """``clipped_zoom`` along one axis as a (size, size) matrix (spec §1.3).
+    """``clipped_zoom`` along one axis as a (size, size) matrix (``make_cifar_c.py``).
 
     Crop the centred ``ceil(size / factor)`` pixels, resize with ``scipy.ndimage.zoom(order=1)``
     and keep the centred ``size`` pixels. The coefficients are taken from SciPy itself (zooming
@@ -82,7 +83,7 @@ def _zoom_operator(size: int, factor: float) -> sparse.csr_matrix:
 
     Order-1 zoom is separable, and each output pixel reads at most 2x2 inputs, so a sparse
     product does the reference's ``scipy.ndimage.zoom`` for a whole batch at ~4 multiply-adds a
-    value (dense matrices cost 30x more, spec §9.1 has zoom blur at 10 % of the reference's time).
+    value (dense matrices cost 30x more; zoom blur takes about 10 % of the reference's time).
     """
     m = sparse.csr_matrix(_zoom_matrix(size, factor))
     return sparse.kron(m, m, format="csr")
@@ -97,7 +98,7 @@ def clipped_zoom(x: np.ndarray, factor: float) -> np.ndarray:
 
 
 def _disk(radius: float, alias_blur: float) -> np.ndarray:
-    """The reference's anti-aliased disk kernel (float32, 17x17 when radius <= 8; spec §1.3)."""
+    """The reference's anti-aliased disk kernel (float32, 17x17 when radius <= 8; ``disk()``)."""
     if radius <= 8:
         coords = np.arange(-8, 8 + 1)
         ksize = (3, 3)
@@ -113,7 +114,7 @@ def _disk(radius: float, alias_blur: float) -> np.ndarray:
 def motion_blur_images(x: np.ndarray, radius: int, sigma: float, angles: np.ndarray) -> np.ndarray:
     """Motion blur of a uint8 batch (N, H, W, C) along per-image angles (degrees), float64 out.
 
-    The NumPy replacement for ImageMagick's ``MotionBlurImage`` (spec §1.3, as in
+    The NumPy replacement for ImageMagick's ``MotionBlurImage`` (as in bethgelab's
     imagecorruptions): a one-sided Gaussian line kernel of ``2 * radius + 1`` taps; tap i reads
     the pixel ``(ceil(i sin a - 0.5), ceil(i cos a - 0.5))`` away, with edge replication, and the
     kernel stops (without renormalising) at the first tap that leaves the image. Taps are summed
@@ -223,7 +224,7 @@ def frost_textures(scale: float) -> tuple[np.ndarray, ...]:
 
     The pictures ship inside the ``imagecorruptions-imaug`` (or ``imagecorruptions``) wheel; only
     their files are read, the package is never imported (its imports need numba/scikit-image).
-    frost6 is shipped but never selected by the reference (spec §10.3).
+    frost6 is shipped but never selected by the reference (``make_cifar_c.py`` draws 0..4).
     """
     spec = importlib.util.find_spec("imagecorruptions")
     if spec is None or not spec.submodule_search_locations:
@@ -314,7 +315,8 @@ def _shot_noise(x: np.ndarray, c: float, rngs: Rngs, t: ConstantsTable) -> np.nd
 
 def _impulse_noise(x: np.ndarray, c: float, rngs: Rngs, t: ConstantsTable) -> np.ndarray:
     # skimage random_noise(mode='s&p', amount=c): every *element* (not pixel) flips with
-    # probability c, to 1 or 0 with equal odds (spec §1.3; Bernoulli, as skimage >= 0.19 draws).
+    # probability c, to 1 or 0 with equal odds (skimage ``random_noise(mode="s&p")``; Bernoulli,
+    # as skimage >= 0.19 draws).
     draws = np.stack([r.random((2, *x.shape[1:])) for r in rngs])
     flipped = draws[:, 0] <= c
     salted = draws[:, 1] <= 0.5
@@ -347,12 +349,12 @@ def glass_shuffle(y: np.ndarray, offsets: np.ndarray, delta: int) -> None:
     ``offsets`` is (N, iterations, rows, cols, 2) of (dx, dy) in [-delta, delta - 1], in the
     reference's visiting order (rows H-delta .. delta+1 descending, columns likewise). The source
     line ``x[h, w], x[h', w'] = x[h', w'], x[h, w]`` copies instead of swapping (both sides are
-    NumPy views, spec §1.3 / §10.2), so each visited pixel takes the *current* value of its
-    source. Sources in rows below (already visited) are final, rows above are untouched, and in
-    the same row a source to the right (dx > 0) was written earlier in the row: those chains are
-    resolved by pointer jumping, so a row is a few vectorised steps instead of a Python loop.
-    With delta = 1 (every CIFAR severity) the offsets are {-1, 0}, no source has been visited yet,
-    and a whole pass is a single gather.
+    NumPy views in ``make_cifar_c.py``'s ``glass_blur``), so each visited pixel takes the
+    *current* value of its source. Sources in rows below (already visited) are final, rows above
+    are untouched, and in the same row a source to the right (dx > 0) was written earlier in the
+    row: those chains are resolved by pointer jumping, so a row is a few vectorised steps
+    instead of a Python loop. With delta = 1 (every CIFAR severity) the offsets are {-1, 0}, no
+    source has been visited yet, and a whole pass is a single gather.
     """
     n, h, w = y.shape[:3]
     rows = np.arange(h - delta, delta, -1)
@@ -385,7 +387,7 @@ def _glass_blur(x: np.ndarray, c: tuple, rngs: Rngs, t: ConstantsTable) -> np.nd
     h, w = x.shape[1:3]
     visits = (iterations, len(range(h - delta, delta, -1)), len(range(w - delta, delta, -1)), 2)
     offsets = np.stack([r.integers(-delta, delta, size=visits) for r in rngs])
-    # Truncating cast to uint8 between the passes (spec §1.3).
+    # Truncating cast to uint8 between the passes (as ``make_cifar_c.py``).
     y = (gaussian_filter_images(x / 255.0, sigma) * 255).astype(np.uint8)
     glass_shuffle(y, offsets, delta)
     return _to_uint8(gaussian_filter_images(y / 255.0, sigma))
@@ -412,7 +414,7 @@ def _zoom_blur(x: np.ndarray, c: tuple, rngs: Rngs, t: ConstantsTable) -> np.nda
     for factor in c:
         out += (_zoom_operator(size, factor) @ flat64).astype(np.float32)
     out = np.moveaxis(out.reshape(size * size, n, -1), 0, 1).reshape(x.shape)
-    # The list starts at 1.0, so the clean image is counted twice (spec §1.3).
+    # The list starts at 1.0, so the clean image is counted twice (as ``make_cifar_c.py``).
     return _to_uint8((x32 + out) / (len(c) + 1))
 
 
@@ -446,7 +448,7 @@ def _frost(x: np.ndarray, c: tuple, rngs: Rngs, t: ConstantsTable) -> np.ndarray
     h, w = x.shape[1:3]
     crops = np.empty(x.shape, dtype=np.uint8)
     for i, r in enumerate(rngs):
-        tex = textures[int(r.integers(5))]  # frost1..5 only (spec §10.3)
+        tex = textures[int(r.integers(5))]  # frost1..5 only (as make_cifar_c.py)
         top = int(r.integers(0, tex.shape[0] - h))  # exclusive upper bounds, as randint
         left = int(r.integers(0, tex.shape[1] - w))
         crops[i] = tex[top : top + h, left : left + w]
@@ -456,7 +458,8 @@ def _frost(x: np.ndarray, c: tuple, rngs: Rngs, t: ConstantsTable) -> np.ndarray
 def _fog(x: np.ndarray, c: tuple, rngs: Rngs, t: ConstantsTable) -> np.ndarray:
     amplitude, decay = c
     h, w = x.shape[1:3]
-    # Map size 32 for CIFAR and 256 for ImageNet's 224, i.e. the next power of two (spec §1.2).
+    # Map size 32 for CIFAR and 256 for ImageNet's 224, i.e. the next power of two (as the
+    # reference scripts).
     size = _next_pow2(max(h, w))
     uniforms = np.stack([r.random(plasma_draws(size)) for r in rngs])
     fog = plasma_fractal(uniforms, size, decay)[:, :h, :w, None]
@@ -497,7 +500,7 @@ def _spatter(x: np.ndarray, c: tuple, rngs: Rngs, t: ConstantsTable) -> np.ndarr
 
 
 def water_spatter(x: np.ndarray, liquid: np.ndarray, intensity: float) -> np.ndarray:
-    """Spatter mode 0 ("water") on one float32 image, uint8 out (spec §1.3; also CIFAR-P)."""
+    """Spatter mode 0 ("water") on one float32 image, uint8 out (``make_cifar_c.py``; CIFAR-P)."""
     # ``(liquid * 255).astype(np.uint8)`` in the reference wraps values above 255 on x86; made
     # explicit (int conversion, then modulo 256) so it does not depend on the platform.
     layer = ((liquid * 255).astype(np.int64) & 0xFF).astype(np.uint8)
@@ -542,7 +545,7 @@ def _elastic_transform(x: np.ndarray, c: tuple, rngs: Rngs, t: ConstantsTable) -
         warped[i] = cv2.warpAffine(images[i], affine, (w, h), borderMode=cv2.BORDER_REFLECT_101)
         if alpha:
             fields.append(r.uniform(-1, 1, size=(2, h, w)))
-    if not alpha:  # CIFAR severity 1: a pure affine jitter, no displacement field (spec §1.3)
+    if not alpha:  # CIFAR severity 1: a pure affine jitter, no displacement field (reference)
         return _to_uint8(warped)
     field = np.stack(fields).reshape(n * 2, h, w)
     # skimage gaussian(mode='reflect', truncate=3); sigma 0 leaves the field unsmoothed.

@@ -67,8 +67,8 @@ _DECODE_THREADS = min(4, os.cpu_count() or 1)
 
 
 #: A data-set plugin: ``factory(arg, split, root=data_root)`` -> uint8 images (N, H, W, 3),
-#: integer labels (N,) and class names. ``arg`` is what follows ``<name>:`` in the spec (None for
-#: a bare ``<name>``). robench subsets, hashes and records it like a built-in set.
+#: integer labels (N,) and class names. ``arg`` is what follows ``<name>:`` in the data-set name
+#: (None for a bare ``<name>``). robench subsets, hashes and records it like a built-in set.
 DatasetFactory = Callable[..., tuple[np.ndarray, np.ndarray, list[str]]]
 
 #: data-set plugins by spec prefix; the built-in forms are handled by :func:`load_dataset` itself

@@ -1,10 +1,11 @@
 """Out-of-distribution image sets for OOD detection, in [0, 1] pixel space.
 
 Names (``load_ood_set``):
-- ``gaussian``, ``rademacher``, ``blobs``: the outlier-exposure synthetic sets (spec evaluators
-  §5.3), generated in pixel space so that a model normalising with mean = std = 0.5 sees exactly
-  OE's [-1, 1] inputs. They are **float32** tensors: Gaussian and Blobs values are continuous and
-  rounding them to uint8 would change the distribution the spec defines.
+- ``gaussian``, ``rademacher``, ``blobs``: the outlier-exposure synthetic sets
+  (``hendrycks/outlier-exposure`` ``CIFAR/test.py``), generated in pixel space so that a model
+  normalising with mean = std = 0.5 sees exactly OE's [-1, 1] inputs. They are **float32**
+  tensors: Gaussian and Blobs values are continuous and rounding them to uint8 would change the
+  distribution OE defines.
 - ``textures``: patches of the texture pictures scikit-image ships offline (brick, grass, gravel;
   grey, repeated to RGB), a stand-in for DTD, which cannot be downloaded here.
 - ``imagefolder:<path>``: every image under a folder (recursively), resized and centre-cropped.

@@ -1,8 +1,8 @@
-"""CIFAR-10-P perturbation sequences and the flip probability (spec evaluators.md §2).
+"""CIFAR-10-P perturbation sequences and the flip probability (Hendrycks & Dietterich 2019).
 
 Each sequence follows hendrycks/robustness ``make_cifar_p.py`` frame for frame; ImageMagick's
 motion blur is the NumPy line kernel of the corruptions module, and ``torchvision``'s affine is
-today's (``interpolation=`` instead of the removed ``resample=``, spec §10.10; for PIL images it
+today's (``interpolation=`` instead of the removed ``resample=``; for PIL images it
 now rotates and scales about (W/2, H/2) where 2018 versions used (W/2 + 0.5, H/2 + 0.5)).
 As for the corruptions, every random draw comes from the caller's per-image generator.
 """
@@ -25,7 +25,7 @@ from robench.data.corruptions import (
 )
 from robench.errors import ConfigError
 
-# The 10 sequences that cifar-p-eval.py evaluates (spatter included, snow excluded; spec §10.10).
+# The 10 sequences that cifar-p-eval.py evaluates (spatter included, snow commented out there).
 TEST_PERTURBATIONS: tuple[str, ...] = (
     "gaussian_noise",
     "shot_noise",
@@ -41,7 +41,7 @@ TEST_PERTURBATIONS: tuple[str, ...] = (
 VALIDATION_PERTURBATIONS: tuple[str, ...] = ("snow", "speckle_noise", "gaussian_blur", "shear")
 ALL_PERTURBATIONS: tuple[str, ...] = TEST_PERTURBATIONS + VALIDATION_PERTURBATIONS
 
-# Noise strength by difficulty 1..3 (files <name>.npy, <name>_2.npy, <name>_3.npy, spec §2.1).
+# Noise strength by difficulty 1..3 (files <name>.npy, <name>_2.npy, <name>_3.npy; make_cifar_p.py).
 # Only the noise sequences have difficulty variants of their data; for the others, difficulty is
 # the frame step of the flip probability.
 NOISE_LEVELS: dict[str, tuple[float, float, float]] = {
@@ -301,7 +301,7 @@ def flip_probability(predictions: np.ndarray, noise: bool, *, difficulty: int = 
 
     Noise sequences compare every frame with frame 0 (the clean image) and ignore difficulty;
     the others compare consecutive frames ``difficulty`` apart, over every starting offset
-    (spec §2.3). ``predictions`` is (n_sequences, T) class indices.
+    (``ImageNet-P/cifar-p-eval.py``). ``predictions`` is (n_sequences, T) class indices.
     """
     preds = np.asarray(predictions)
     if preds.ndim != 2 or preds.shape[0] == 0 or preds.shape[1] < 2:

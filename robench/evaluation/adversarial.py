@@ -3,10 +3,10 @@
 Our PGD is the PixMix setting (eps 2/255, step 0.5/255, 20 steps, one uniform random start,
 sign of the summed cross-entropy gradient, clip to [0, 1]) with the projection ball centred on
 the clean image, as in Madry et al. and torchattacks. ``centre="start"`` reproduces PixMix's
-storage-aliasing quirk instead (spec evaluators §4.1, §10 #8): the ball is centred on the
-randomly started point, which is not clipped before the first step, so the final perturbation can
-reach 2 eps from the clean image. Attacks run in float32 without autocast, so ``ctx.amp`` never
-changes a gradient sign.
+storage-aliasing quirk instead (``andyzoujm/pixmix`` ``cifar.py``; docs/metrics.md#pgd): the
+ball is centred on the randomly started point, which is not clipped before the first step, so
+the final perturbation can reach 2 eps from the clean image. Attacks run in float32 without
+autocast, so ``ctx.amp`` never changes a gradient sign.
 """
 
 from __future__ import annotations

@@ -38,9 +38,10 @@ def rms_calibration_error(
     (mean conf_b - accuracy_b)^2). With fewer than ``bin_size`` examples there is one bin.
 
     ``skip_last_bin=True`` reproduces the reference loop, which leaves out the most confident
-    bin but keeps N in the weights (spec §3.1, §10 #6). We default to False because that bin
-    holds the most over-confident predictions, exactly what the metric exists to catch; results
-    record which mode was used so reference-compatible numbers stay available.
+    bin but keeps N in the weights (``calib_err`` in ``hendrycks/outlier-exposure``
+    ``utils/calibration_tools.py``; docs/metrics.md#calibration). We default to False because
+    that bin holds the most over-confident predictions, exactly what the metric exists to catch;
+    results record which mode was used so reference-compatible numbers stay available.
     """
     conf, corr = _check(confidence, correct)
     if bin_size < 1:
@@ -62,7 +63,8 @@ def _equal_width_bins(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Edges, counts, confidence sums and correct sums of right-closed bins (lo, hi].
 
-    Confidence 0 goes into the first bin (spec §3.2).
+    Confidence 0 goes into the first bin (the ECE binning of Guo et al., ICML 2017,
+    arXiv:1706.04599).
     """
     if n_bins < 1:
         raise ValueError(f"n_bins must be >= 1, got {n_bins}")

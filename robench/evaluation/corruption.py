@@ -4,13 +4,13 @@ The corrupted set is generated in-house from the clean test set (cached by conte
 :mod:`robench.data.corrupted_sets`), read from an official CIFAR-10-C / CIFAR-100-C folder, or
 streamed from an ImageNet-C style folder (``<corruption>/<severity>/<class>/<image>``).
 
-Conventions (evaluators spec §6, methods spec §6.3):
+Conventions (docs/metrics.md#corruption; Hendrycks & Dietterich, ICLR 2019, arXiv:1903.12261):
 * ``corruption_error`` is the CIFAR convention of the AugMix/PixMix/IPMix papers: the unweighted
   mean of the errors over the corruptions x severities, with no baseline normalisation.
 * ``mCE`` / relative mCE (the ImageNet convention) need a reference: :func:`mce` computes them
   against any reference run (``robench report`` uses the ``baseline`` run of the same recipe, or
-  the run given with ``--mce-reference``), :func:`alexnet_mce` against AlexNet (evaluators spec
-  §6), the published ImageNet-C normalisation.
+  the run given with ``--mce-reference``), :func:`alexnet_mce` against AlexNet (Hendrycks &
+  Dietterich 2019), the published ImageNet-C normalisation.
 * ``corruption_rms_calibration_error`` is a harness convention (no released CIFAR reference):
   RMS calibration error per (corruption, severity), averaged.
 """
@@ -238,8 +238,8 @@ def _from_folder(
             yield name, severity, images, torch.from_numpy(labels[index]), index
 
 
-#: AlexNet's ImageNet-C top-1 errors (%), per corruption averaged over severities 1-5 (evaluators
-#: spec §6: torchvision AlexNet, as hard-coded in AugMix's imagenet.py)
+#: AlexNet's ImageNet-C top-1 errors (%), per corruption averaged over severities 1-5
+#: (torchvision's AlexNet, as hard-coded in ``google-research/augmix`` ``imagenet.py``)
 ALEXNET_ERRORS = {
     "gaussian_noise": 88.6428,
     "shot_noise": 89.4468,

@@ -2,8 +2,9 @@
 
 C-Bar (Mintun et al. 2021, ``facebookresearch/augmentation-corruption``) holds 10 corruptions
 chosen to be unlike CIFAR-C's, in CIFAR-10-C's layout (``<name>.npy``, 5 severities x the test
-set, severity-major, ``labels.npy``); the IPMix paper reports it (methods spec §7, T13). Its
-generator is not reimplemented here (it is not seeded, spec §1.6): the folder comes from it.
+set, severity-major, ``labels.npy``); the IPMix paper reports it (arXiv:2310.04780 v5, Table
+13). Its generator is not reimplemented here (its ``--seed`` is never used, so it is not
+reproducible): the folder comes from it.
 The metric is the corruption metric on that folder, under names of its own, so that a run
 keeps both its CIFAR-C and its C-Bar numbers.
 """
@@ -23,7 +24,7 @@ from robench.errors import DataError
 from robench.evaluation.base import METRICS, EvalContext, MetricResult
 from robench.evaluation.corruption import corruption
 
-#: the 10 CIFAR-10-C-Bar corruptions, spelt as their files are (methods spec §6.3)
+#: the 10 CIFAR-10-C-Bar corruptions, spelt as their files are (``cifar10_c_bar.csv``)
 CBAR_CORRUPTIONS = (
     "blue_noise_sample",
     "brownish_noise",
@@ -36,7 +37,7 @@ CBAR_CORRUPTIONS = (
     "sparkles",
     "transverse_chromatic_abberation",
 )
-#: the 10 ImageNet-C-Bar corruptions, its folder names (evaluators spec §1.6)
+#: the 10 ImageNet-C-Bar corruptions, its folder names (``imagenet_c_bar.csv``)
 IMAGENET_CBAR_CORRUPTIONS = (
     "caustic_refraction",
     "inverse_sparkles",

@@ -1,10 +1,11 @@
 """``flip``: CIFAR-P flip probability per perturbation and its mean (mFP).
 
 The perturbation sequences are generated in-house (see :mod:`robench.data.corrupted_sets`);
-the flip probability follows ``cifar-p-eval.py`` (evaluators spec §2.3): consecutive frames are
-compared, except for the noise sequences where every frame is compared with the clean frame.
+the flip probability follows ``hendrycks/robustness`` ``ImageNet-P/cifar-p-eval.py``:
+consecutive frames are compared, except for the noise sequences where every frame is compared
+with the clean frame.
 The reported mFP is the unnormalised mean over the 10 perturbations x 100, what the IPMix paper
-calls "mFR" on CIFAR (methods spec §9.10).
+calls "mFR" on CIFAR (its numbers match the unnormalised mean; docs/metrics.md#flip).
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 OOD images are the positive class and the anomaly score is the negated in-distribution score
 (MSP by default, as OE's ``get_measures``); AUPR is therefore "AUPR-Out" and depends on the
 OOD:ID ratio (OE: 2,000 per set against 10,000 test images). FPR95 is the fraction of
-in-distribution images flagged at the threshold whose OOD recall is *closest* to 95 % (spec
-evaluators §5.1), not the first threshold reaching it.
+in-distribution images flagged at the threshold whose OOD recall is *closest* to 95 %
+(``hendrycks/outlier-exposure`` ``utils/display_results.py``), not the first threshold reaching it.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """DenseNets for CIFAR (Huang et al.), in the layout of the AugMix/PixMix/IPMix code.
 
-Two variants, because paper and code disagree (spec §9.18): the AugMix paper names DenseNet-BC
+Two variants, because paper and code disagree (``google-research/augmix``
+``third_party/ResNeXt_DenseNet/models/densenet.py``): the AugMix paper names DenseNet-BC
 (k=12, depth 100), while the ``densenet()`` factory of the AugMix/PixMix/IPMix code builds
 DenseNet-40-12 without bottleneck layers or compression. ``densenet_40_12`` is what the published
 code trained; ``densenet_bc_100`` is what the paper describes.

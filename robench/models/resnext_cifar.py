@@ -3,7 +3,8 @@
 64-channel 3x3 stem, three stages of three type-C bottleneck blocks (planes 64/128/256, expansion 4,
 so 1024 output channels), global average pool, FC. The AugMix paper and RobustBench call it
 "ResNeXt-29 (32x4d)", but the code's constructor builds 4 groups of width 32 per 64 planes
-(spec §9.18); the registered name keeps the published label, the network is the code's.
+(``third_party/ResNeXt_DenseNet/models/resnext.py``); the registered name keeps the published
+label, the network is the code's.
 """
 
 from __future__ import annotations

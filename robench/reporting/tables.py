@@ -177,7 +177,7 @@ DERIVED_VALUES = (
 def add_mce(
     runs: pd.DataFrame, results_dir: str | Path, *, reference: str | None = None
 ) -> pd.DataFrame:
-    """The mCE columns (%), the ImageNet-C formulas (evaluators spec §6) with three references:
+    """The mCE columns (%), the ImageNet-C formulas (docs/metrics.md#mce) with three references:
 
     * ``mce_vs_baseline`` / ``relative_mce_vs_baseline``: the ``baseline`` run of the same base
       recipe and seed, evaluated on the same corruptions, in AlexNet's place (100 = as robust

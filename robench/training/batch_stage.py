@@ -13,7 +13,7 @@ augmentation's host work runs beside the model's, and its GPU work fits in the g
 
 Nothing the run computes changes: each step's draws come from its own seed, and the plugin
 protocol forbids global RNGs, so a worker makes exactly the batch the training process would
-have made (bit-identical on the CPU, ``tests/train/test_batch_workers.py``).
+have made (bit-identical on the CPU, ``tests/training/test_batch_workers.py``).
 """
 
 from __future__ import annotations

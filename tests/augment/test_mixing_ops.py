@@ -1,4 +1,5 @@
-"""Mixing operators, quantisation and the AugMix-style mix against their definitions (spec §1.2)."""
+"""Mixing operators, quantisation and the AugMix-style mix against their definitions
+(``pixmix_utils.py`` / ``IPMix_utils.py`` of the official code; docs/methods.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Image ops against their definitions (spec §1.2 op table) on hand-made inputs."""
+"""Image ops against their definitions (docs/methods.md#image-ops) on hand-made inputs."""
 
 from __future__ import annotations
 

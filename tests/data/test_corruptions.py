@@ -137,7 +137,7 @@ def test_registry_and_tables():
 
 
 def test_zoom_lists_are_the_reference_aranges():
-    # The explicit lists must equal the reference's float aranges bit for bit (spec §10.4).
+    # The explicit lists must equal the reference's float aranges bit for bit (make_cifar_c.py).
     cifar = [(1.06, 0.01), (1.11, 0.01), (1.16, 0.01), (1.21, 0.01), (1.26, 0.01)]
     imagenet = [(1.11, 0.01), (1.16, 0.01), (1.21, 0.02), (1.26, 0.02), (1.31, 0.03)]
     for table, stops in ((CIFAR, cifar), (IMAGENET, imagenet)):
@@ -161,7 +161,7 @@ def test_output_contract_and_determinism(sample, name):
 
 
 def test_tiny_table_is_the_cifar_algorithms_with_tiny_imagenet_c_constants():
-    """What spec §1.2 says of Tiny-ImageNet-C beyond its numbers: CIFAR's zoom lists, CIFAR's
+    """What ``make_tinyimagenet_c.py`` does beyond its numbers: CIFAR's zoom lists, CIFAR's
     snow layers with other blends, elastic in units of 64 px, frost pictures x0.3."""
     assert TINY.image_size == 64 and TINY.frost_scale == 0.3
     assert TINY.params["zoom_blur"] == CIFAR.params["zoom_blur"]
@@ -208,7 +208,7 @@ def test_input_checks(sample):
 
 
 # Monotone in pixel change on the golden images; glass, frost, elastic, spatter and saturate are
-# not (the benchmark's own constants, spec §10.5). Random ones get 3 % slack (motion blur's
+# not (the benchmark's own constants, make_cifar_c.py). Random ones get 3 % slack (motion blur's
 # severities 3 and 4 differ only in radius).
 STRICTLY_MONOTONE = [
     "gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise", "defocus_blur",
@@ -320,7 +320,7 @@ def test_zoom_matrix_and_flat_images():
     np.testing.assert_array_equal(C._zoom_matrix(32, 1.0), np.eye(32))
     # Zooming in by z stretches a ramp: its slope becomes (crop - 1) / (out - 1) ~ 1 / z. For the
     # last factor, 1.2500000000000002, SciPy's output is round(26 * z) = 33 px, hence 25 / 32;
-    # a literal 1.25 would give 32 px and 25 / 31 (spec §10.4).
+    # a literal 1.25 would give 32 px and 25 / 31 (the reference's float arange).
     ramp = np.arange(32, dtype=float)
     last = CIFAR.params["zoom_blur"][4][-1]
     np.testing.assert_allclose(np.diff(C._zoom_matrix(32, last) @ ramp), 25 / 32)
@@ -385,7 +385,7 @@ def test_glass_blur_offsets_range(monkeypatch):
     monkeypatch.setattr(C, "glass_shuffle", spy)
     C.corrupt_batch(flat(50, 2), "glass_blur", 5, rngs(2))
     low, high, shape, delta = seen[0]
-    assert (low, high, delta) == (-1, 0, 1)  # [-delta, delta - 1] (spec §10.2)
+    assert (low, high, delta) == (-1, 0, 1)  # [-delta, delta - 1] (make_cifar_c.py glass_blur)
     assert shape == (2, 2, 30, 30, 2)  # 2 iterations over rows/cols 31..2
 
 

@@ -43,7 +43,7 @@ def test_blobs_are_thresholded_3d_blurred_bernoulli() -> None:
     assert x.shape == (300, 3, 32, 32) and x.dtype == np.float32
     kept = x[x > 0]
     assert kept.min() >= 0.75 and x.max() <= 1
-    assert (x > 0).mean() == pytest.approx(0.22, abs=0.03)  # spec: about 22 % survive
+    assert (x > 0).mean() == pytest.approx(0.22, abs=0.03)  # OE's CIFAR/test.py: about 22 % survive
     # The blur runs over colour as a third axis (OE's multichannel=False): recompute it.
     draws = _rng(2).binomial(1, 0.7, size=(300, 32, 32, 3)).astype(np.float64)
     blurred = scipy.ndimage.gaussian_filter(draws, sigma=(0, 1.5, 1.5, 1.5), mode="nearest")

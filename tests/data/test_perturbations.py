@@ -1,4 +1,4 @@
-"""CIFAR-10-P sequences and the flip probability (spec evaluators.md §2)."""
+"""CIFAR-10-P sequences (``make_cifar_p.py``) and the flip probability (``cifar-p-eval.py``)."""
 
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ def test_flip_probability_checks():
 
 def test_the_ten_test_sequences():
     assert len(P.TEST_PERTURBATIONS) == 10 and "spatter" in P.TEST_PERTURBATIONS
-    assert "snow" not in P.TEST_PERTURBATIONS  # commented out in cifar-p-eval.py (spec §10.10)
+    assert "snow" not in P.TEST_PERTURBATIONS  # commented out in cifar-p-eval.py
     assert P.FRAMES["motion_blur"] == 21 and P.FRAMES["translate"] == 16
     assert {n for n in P.ALL_PERTURBATIONS if P.is_noise(n)} == set(P.NOISE_LEVELS)
 

@@ -1,5 +1,5 @@
 """The fault-injection suite records what it tried; with ROBENCH_UPDATE_README=1 it writes the
-table into README.md's "Reliability" section (between the reliability-table markers).
+table into docs/reliability.md (between the reliability-table markers).
 
 Each test names its fault with ``@pytest.mark.fault("what was done", "what must happen")``; a
 parametrized test counts once per case.
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+README = Path(__file__).resolve().parents[2] / "docs" / "reliability.md"  # the page with the table
 START, END = "<!-- reliability-table:start -->", "<!-- reliability-table:end -->"
 _tried: dict[tuple[str, str], list[str]] = defaultdict(list)
 

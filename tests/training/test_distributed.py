@@ -1,6 +1,6 @@
-"""torchrun with 2 gloo/CPU processes against the single-process run (issue 9's acceptance test).
+"""torchrun with 2 gloo/CPU processes against the single-process run.
 
-Tolerances (README, "Scaling out"): one DDP step with cross-rank BatchNorm gives the gradients
+Tolerances (docs/scaling-out.md): one DDP step with cross-rank BatchNorm gives the gradients
 of the single-process step to floating-point reduction order (checked in float64: 1e-10
 relative; measured 3e-14). Trained in float32, the rounding differences grow with the steps: the
 2-epoch run below matches the single-process run's training loss to 2e-2 relative (measured
