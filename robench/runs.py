@@ -50,7 +50,8 @@ _IDENTITY_ONLY_IF_SET = {
 
 
 def run_id(cfg: Config) -> str:
-    """``<name>-<method>-<model>-s<seed>-<hash>``: readable, and unique per training recipe."""
+    """``<name>_<method>_<model>-s<seed>-<hash>`` (other characters than letters, digits, ``_`` and
+    ``.`` become ``_``): readable, and unique per training recipe."""
     ident = cfg.to_dict()
     for path in _NOT_IDENTITY:
         node = ident
@@ -64,7 +65,7 @@ def run_id(cfg: Config) -> str:
 
 
 def run_name(name: str, method: str, model: str, seed: int, ident: dict[str, Any]) -> str:
-    """``<name>-<method>-<model>-s<seed>-<hash>``, the hash of ``ident`` (what the run is)."""
+    """``<name>_<method>_<model>-s<seed>-<hash>``, the hash of ``ident`` (what the run is)."""
     digest = hash_text(json.dumps(ident, sort_keys=True))[:8]
     slug = re.sub(r"[^A-Za-z0-9_.]+", "_", f"{name}-{method}-{model}")
     return f"{slug}-s{seed}-{digest}"
