@@ -32,7 +32,9 @@ SHORTCUTS = {  # --flag -> config key
 
 
 def _toml_literal(key: str, value: object) -> str:
-    return f"{key}={value}" if isinstance(value, int) else f'{key}="{value}"'
+    from robench.config import toml_value
+
+    return f"{key}={toml_value(value)}"
 
 
 def _overrides(args: argparse.Namespace) -> list[str]:
@@ -133,7 +135,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         )
     from robench.pipeline import evaluate_run
 
-    metrics = _csv_list(args.metrics)
+    metrics = _csv_list(args.metrics, "--metrics")
     doc = evaluate_run(
         Path(args.run),
         metrics,
@@ -162,7 +164,7 @@ def _evaluate_model(args: argparse.Namespace) -> None:
 
     if not args.dataset:
         raise RobenchError("--model needs --dataset, the test set (e.g. cifar10 or npz:PATH)")
-    metrics = _csv_list(args.metrics) or list(DEFAULT_METRICS)
+    metrics = _csv_list(args.metrics, "--metrics") or list(DEFAULT_METRICS)
     options = _named_options(args.option)
     check_metrics(metrics, options)  # before the data is decoded and the model loaded
     data = load_dataset(
@@ -331,8 +333,17 @@ def cmd_list(args: argparse.Namespace) -> None:
             print(f"  ! {problem}")
 
 
-def _csv_list(text: str | None) -> list[str] | None:
-    return [t.strip() for t in text.split(",") if t.strip()] if text else None
+def _csv_list(text: str | None, flag: str = "the list") -> list[str] | None:
+    """``"a,b"`` -> ``["a", "b"]``; None when not given. A list of nothing (``","``) is a
+    mistake, not a request for the default."""
+    if text is None:
+        return None
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if not names:
+        raise RobenchError(
+            f"{flag} {text!r} names nothing; give comma-separated names, or leave it out"
+        )
+    return names
 
 
 def _save_table(table: pd.DataFrame, path: str | None) -> None:
@@ -350,7 +361,7 @@ def cmd_gallery(args: argparse.Namespace) -> None:
 
     data = load_dataset(args.dataset, "test", root=args.data_root, per_class=1, progress=False)
     images = data.images[: args.images].permute(0, 2, 3, 1).numpy()
-    methods = _csv_list(args.methods) or AUGMENTATIONS.names()
+    methods = _csv_list(args.methods, "--methods") or AUGMENTATIONS.names()
     out = make_gallery(images, methods, Path(args.out), views=args.views, seed=args.seed)
     print(f"wrote {out}")
     mixing = load_mixing_set("fractals", image_size=data.image_size)
@@ -363,7 +374,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
         from robench.augment import AUGMENTATIONS
         from robench.bench.augment import bench_augment
 
-        methods = _csv_list(args.methods) or AUGMENTATIONS.names()
+        methods = _csv_list(args.methods, "--methods") or AUGMENTATIONS.names()
         from robench.devices import resolve_device
 
         table = bench_augment(
@@ -373,7 +384,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
         from robench.augment import AUGMENTATIONS
         from robench.bench.train import bench_train
 
-        methods = _csv_list(args.methods) or AUGMENTATIONS.names()
+        methods = _csv_list(args.methods, "--methods") or AUGMENTATIONS.names()
         table = bench_train(
             methods,
             model=args.model,
@@ -381,7 +392,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
             device=args.device,
             workers=args.workers,
             options=_named_options(args.option),
-            variants=[_csv_list(v) or [] for v in args.variant or [""]],
+            variants=[_csv_list(v, "--variant") for v in args.variant] if args.variant else [[]],
         )
     elif args.stage == "eval":
         from robench.bench.inference import bench_eval
@@ -424,7 +435,7 @@ def _bench_suite(args: argparse.Namespace) -> pd.DataFrame:
         amp=use_amp("auto", device),
     )
     model = create_model(args.model, data.num_classes)
-    metrics = _csv_list(args.metrics) or list(ALL_METRICS)
+    metrics = _csv_list(args.metrics, "--metrics") or list(ALL_METRICS)
     return bench_suite(model, data, metrics, ctx=ctx, options=_named_options(args.option))
 
 
@@ -440,7 +451,7 @@ def cmd_corrupt(args: argparse.Namespace) -> None:
     name = name or data.identity.name
     common = {"seed": args.seed, "workers": args.workers or None, "progress": not args.quiet}
     if args.kind == "c":
-        names = _csv_list(args.corruptions)
+        names = _csv_list(args.corruptions, "--corruptions")
         extra = {"corruptions": names} if names else {}
         generate_cifar_c(
             images,
@@ -453,7 +464,7 @@ def cmd_corrupt(args: argparse.Namespace) -> None:
         )
         print(f"wrote {Path(args.out) / f'{name}-C'}")
     else:
-        names = _csv_list(args.corruptions)
+        names = _csv_list(args.corruptions, "--corruptions")
         extra = {"perturbations": names} if names else {}
         generate_cifar_p(images, Path(args.out), dataset_name=f"{name}-P", **extra, **common)
         print(f"wrote {Path(args.out) / f'{name}-P'}")

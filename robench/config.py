@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
+import math
+import re
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -22,8 +25,13 @@ from robench.errors import ConfigError
 ALL_METRICS = ["clean", "corruption", "calibration", "flip", "pgd", "ood"]
 
 
-def _range(lo: float | None = None, hi: float | None = None, choices: tuple[Any, ...] = ()) -> Any:
-    return {"lo": lo, "hi": hi, "choices": choices}
+def _range(
+    lo: float | None = None,
+    hi: float | None = None,
+    choices: tuple[Any, ...] = (),
+    gt: float | None = None,
+) -> Any:
+    return {"lo": lo, "hi": hi, "choices": choices, "gt": gt}
 
 
 def _f(default: Any, *, doc: str, **check: Any) -> Any:
@@ -70,7 +78,7 @@ class AugmentConfig:
 class TrainConfig:
     epochs: int = _f(100, doc="training epochs", lo=1)
     batch_size: int = _f(128, doc="images per step (before JSD views)", lo=1)
-    lr: float = _f(0.1, doc="peak learning rate", lo=0.0)
+    lr: float = _f(0.1, doc="peak learning rate", gt=0.0)
     lr_min: float = _f(1e-6, doc="final learning rate of the per-step cosine", lo=0.0)
     momentum: float = _f(0.9, doc="SGD momentum", lo=0.0, hi=1.0)
     nesterov: bool = _f(True, doc="Nesterov momentum")
@@ -111,7 +119,7 @@ class EvaluateConfig:
 
 @dataclass
 class Config:
-    name: str = _f("run", doc="a short name for the experiment")
+    name: str = _f("run", doc="a short name for the experiment (part of the run id)")
     seed: int = _f(0, doc="the one seed every random draw derives from", lo=0)
     results_dir: str = _f("results", doc="where runs/ and the leaderboard go")
     data: DataConfig = field(default_factory=DataConfig, metadata={"doc": "data set"})
@@ -162,9 +170,20 @@ def _coerce(key: str, value: Any, tp: Any, meta: dict[str, Any]) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise wrong
         value = float(value)
-    elif tp is str and not isinstance(value, str):
-        raise wrong
+        if not math.isfinite(value):
+            raise ConfigError(f"config key {key!r} must be a finite number, got {value!r}")
+    elif tp is str:
+        if not isinstance(value, str):
+            raise wrong
+        if any(ord(c) < 32 or c == "\x7f" for c in value):
+            raise ConfigError(
+                f"config key {key!r} holds a control character (newline, tab, NUL...): "
+                f"{value!r}; remove it"
+            )
     lo, hi, choices = meta.get("lo"), meta.get("hi"), meta.get("choices") or ()
+    gt = meta.get("gt")
+    if gt is not None and value <= gt:
+        raise ConfigError(f"config key {key!r} must be > {gt}, got {value!r}")
     if choices and value not in choices:
         allowed = " | ".join(map(str, choices))
         raise ConfigError(f"config key {key!r} must be one of {allowed}, got {value!r}")
@@ -197,8 +216,28 @@ def _build(cls: type, raw: dict[str, Any], prefix: str) -> Any:
     return cls(**kwargs)
 
 
+#: the longest config name: it is part of the run folder's name, which file systems limit
+MAX_NAME = 64
+
+
 def config_from_dict(raw: dict[str, Any]) -> Config:
-    return _build(Config, raw, "")
+    cfg = _build(Config, raw, "")
+    _check_relations(cfg)
+    return cfg
+
+
+def _check_relations(cfg: Config) -> None:
+    """What no single key's range can say."""
+    if not 0 < len(cfg.name) <= MAX_NAME:
+        raise ConfigError(
+            f"config key 'name' must be 1 to {MAX_NAME} characters (it names the run folder), "
+            f"got {len(cfg.name)}"
+        )
+    if cfg.train.lr_min > cfg.train.lr:
+        raise ConfigError(
+            f"train.lr_min ({cfg.train.lr_min}) is above train.lr ({cfg.train.lr}): the cosine "
+            "schedule decays from lr to lr_min; lower lr_min"
+        )
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
@@ -250,25 +289,30 @@ def to_toml(cfg: Config) -> str:
     return _dump_table(cfg.to_dict(), [])
 
 
-def _toml_value(value: Any) -> str:
+def toml_value(value: Any) -> str:
+    """``value`` as a TOML literal (strings escaped), for files and ``--set`` overrides."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return repr(value)
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, str):  # JSON's string escapes are TOML's, but for DEL
+        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
     if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + "}"
+        return "{" + ", ".join(f"{_toml_key(k)} = {toml_value(v)}" for k, v in value.items()) + "}"
     raise TypeError(f"cannot write {type(value).__name__} as TOML")
+
+
+def _toml_key(key: str) -> str:
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else toml_value(key)
 
 
 def _dump_table(table: dict[str, Any], path: list[str]) -> str:
     """Top-level keys first, then one ``[section]`` per config section; option tables inline."""
     sections = [k for k in table if k in SECTIONS]
     lines = ([f"[{'.'.join(path)}]"] if path else []) + [
-        f"{k} = {_toml_value(v)}" for k, v in table.items() if k not in sections
+        f"{k} = {toml_value(v)}" for k, v in table.items() if k not in sections
     ]
     out = "\n".join(lines) + "\n"
     for k in sections:

@@ -38,7 +38,7 @@ def test_integer_accepted_for_float() -> None:
     [
         ("train.epoc=3", "unknown config key 'train.epoc' (did you mean 'train.epochs'?)"),
         ("train.epochs=0", "'train.epochs' must be >= 1"),
-        ("train.lr=-0.1", "'train.lr' must be >= 0.0"),
+        ("train.lr=-0.1", "'train.lr' must be > 0.0"),
         ("train.momentum=2", "'train.momentum' must be <= 1.0"),
         ('train.epochs="ten"', "'train.epochs' must be an integer"),
         ("train.epochs=2.5", "'train.epochs' must be an integer"),

@@ -199,15 +199,7 @@ def pgd(
     in its own way, and each process seeds it alike, so its random starts (not its settings)
     differ from one process's.
     """
-    if eps < 0 or step_size < 0 or steps < 0 or restarts < 1 or n < 0:
-        raise ConfigError(
-            "pgd needs eps, step_size, steps, n >= 0 and restarts >= 1; "
-            f"got eps={eps}, step_size={step_size}, steps={steps}, restarts={restarts}, n={n}"
-        )
-    if centre not in CENTRES:
-        raise ConfigError(f"pgd centre must be one of {CENTRES}, got {centre!r}")
-    if attack != "pgd" and not attack.startswith(TORCHATTACKS_PREFIX):
-        raise ConfigError(f"attack must be 'pgd' or 'torchattacks:<Name>', got {attack!r}")
+    _check_options(attack, eps, step_size, steps, restarts, n, centre)
     count = len(data) if n == 0 else min(n, len(data))
     images, labels = data.images[:count], data.labels[:count]
     seed = derive_seed(ctx.seed, "pgd", attack)
@@ -281,3 +273,28 @@ def pgd(
 
 #: the values ``pgd`` returns
 pgd.value_names = ("pgd_error", "pgd_clean_error_on_subset")  # type: ignore[attr-defined]
+
+
+def _check_options(
+    attack: str = "pgd",
+    eps: float = 2 / 255,
+    step_size: float = 0.5 / 255,
+    steps: int = 20,
+    restarts: int = 1,
+    n: int = 0,
+    centre: str = "clean",
+    **_: Any,
+) -> None:
+    """The option values ``pgd`` can work with (checked before training, too)."""
+    if eps < 0 or step_size < 0 or steps < 0 or restarts < 1 or n < 0:
+        raise ConfigError(
+            "pgd needs eps, step_size, steps, n >= 0 and restarts >= 1; "
+            f"got eps={eps}, step_size={step_size}, steps={steps}, restarts={restarts}, n={n}"
+        )
+    if centre not in CENTRES:
+        raise ConfigError(f"pgd centre must be one of {CENTRES}, got {centre!r}")
+    if attack != "pgd" and not attack.startswith(TORCHATTACKS_PREFIX):
+        raise ConfigError(f"attack must be 'pgd' or 'torchattacks:<Name>', got {attack!r}")
+
+
+pgd.validate = _check_options  # type: ignore[attr-defined]

@@ -13,7 +13,7 @@ from robench.config import ALL_METRICS
 from robench.console import bar, say
 from robench.data import ImageData
 from robench.errors import ConfigError
-from robench.evaluation.base import METRICS, EvalContext, MetricResult
+from robench.evaluation.base import METRICS, EvalContext, Metric, MetricResult
 
 #: what ``robench evaluate`` runs when no list is given: the whole suite
 DEFAULT_METRICS = tuple(ALL_METRICS)
@@ -24,13 +24,45 @@ def check_metrics(metrics: Sequence[str], options: dict[str, dict[str, Any]]) ->
     missing benchmark folder), fail here, before any work (or training) is done."""
     for name in [*metrics, *options]:
         metric = METRICS.get(name)
+        given = options.get(name, {})
+        if not isinstance(given, dict):
+            raise ConfigError(f"evaluate.options.{name} must be a table, got {given!r}")
         try:
-            inspect.signature(metric).bind(None, None, None, **options.get(name, {}))
+            inspect.signature(metric).bind(None, None, None, **given)
         except TypeError as err:
             raise ConfigError(f"evaluate.options.{name}: {err}") from None
+        _check_types(name, metric, given)
         validate = getattr(metric, "validate", None)
         if validate is not None and name in metrics:
             validate(**options.get(name, {}))
+
+
+#: what an option must be, by the type of its default value
+_KINDS = (
+    (bool, (bool,), "true or false"),
+    (int, (int,), "an integer"),
+    (float, (int, float), "a number"),
+    (str, (str,), "a string"),
+    (list | tuple, (list, tuple), "a list"),
+)
+
+
+def _check_types(name: str, metric: Metric, given: dict[str, Any]) -> None:
+    """An option of the wrong kind (``steps = "x"``) is refused by the kind of its default."""
+    for key, param in inspect.signature(metric).parameters.items():
+        if key not in given or param.default in (inspect.Parameter.empty, None):
+            continue
+        value = given[key]
+        for default_type, accepted, what in _KINDS:
+            if isinstance(param.default, default_type):
+                ok = isinstance(value, accepted) and not (
+                    isinstance(value, bool) and default_type is not bool
+                )
+                if not ok:
+                    raise ConfigError(
+                        f"evaluate.options.{name}.{key} must be {what}, got {value!r}"
+                    )
+                break
 
 
 def evaluate(
@@ -52,6 +84,14 @@ def evaluate(
     options = options or {}
     check_metrics(metrics, options)
     results: dict[str, MetricResult] = {}
+    bad = [
+        k for k, v in model.state_dict().items() if v.is_floating_point() and not v.isfinite().all()
+    ]
+    if bad:
+        raise ConfigError(
+            f"the model holds NaN/inf weights in {len(bad)} tensors (e.g. {bad[0]}): its "
+            "training diverged; retrain it (lower train.lr) instead of evaluating it"
+        )
     model = model.to(ctx.device).eval()
     for name in bar(metrics, progress=ctx.progress and len(metrics) > 1, desc="evaluate"):
         metric = METRICS.get(name)

@@ -217,9 +217,8 @@ class Trainer:
         """Checkpoint, unless the weights went NaN/inf: the last good checkpoint is kept."""
         if not all(torch.isfinite(p).all() for p in self.model.parameters()):
             raise RobenchError(
-                f"the weights became NaN/inf after {epoch} epochs and {partial.step} steps; the "
-                f"last good checkpoint is kept at {self.checkpoint}; lower train.lr or check "
-                "the data"
+                f"the weights became NaN/inf after {epoch} epochs and {partial.step} steps; "
+                f"{self._kept()}; lower train.lr or check the data"
             )
         if self.world.main:
             save_checkpoint(self.checkpoint, self.state(epoch, partial))
@@ -397,9 +396,15 @@ class Trainer:
     def _check_finite(self, loss_sum: torch.Tensor, epoch: int, step: int) -> None:
         if not torch.isfinite(loss_sum):
             raise RobenchError(
-                f"training loss became NaN/inf at epoch {epoch + 1}, step {step + 1}; the last "
-                f"good checkpoint is kept at {self.checkpoint}; lower train.lr or check the data"
+                f"training loss became NaN/inf at epoch {epoch + 1}, step {step + 1}; "
+                f"{self._kept()}; lower train.lr or check the data"
             )
+
+    def _kept(self) -> str:
+        """What is left to resume from once training diverged."""
+        if self.checkpoint.is_file():
+            return f"the last good checkpoint is kept at {self.checkpoint}"
+        return "no checkpoint was written before (nothing to resume from)"
 
     def fit(self, stop_after: int | None = None) -> list[EpochStats]:
         """Train from where the checkpoint left off to ``cfg.epochs`` (or to epoch

@@ -60,16 +60,27 @@ TINY = ["--epochs", "1", "--quiet", "--set", "train.batch_size=8"]
 CONFIG_CASES = {
     "unknown key": ("[train]\nepoch = 3\n", "unknown config key 'train.epoch'"),
     "wrong type": ("[train]\nlr = 'fast'\n", "'train.lr' must be a number"),
-    "out of range": ("[train]\nlr = -1\n", "'train.lr' must be >= 0.0"),
+    "out of range": ("[train]\nmomentum = 2\n", "'train.momentum' must be <= 1.0"),
     "unknown method": ('[augment]\nmethod = "ipmx"\n', "did you mean 'ipmix'"),
     "unknown model": ('[model]\nname = "wrn_40_22"\n', "unknown model 'wrn_40_22'"),
     "unknown metric": ('[evaluate]\nmetrics = ["clen"]\n', "did you mean 'clean'"),
     "bad plugin option": ("[augment]\nmethod = 'ipmix'\noptions = {k = 'three'}\n", "ipmix"),
     "malformed TOML": ("[train\n", "is not valid TOML"),
+    "zero learning rate": ("[train]\nlr = 0\n", "'train.lr' must be > 0.0"),
+    "lr_min above lr": ("[train]\nlr = 0.01\nlr_min = 0.1\n", "lr_min (0.1) is above train.lr"),
+    "NaN crop_pct": ("crop_pct = nan\n", "'data.crop_pct' must be a finite number"),
+    "metric option of the wrong kind": (
+        '[evaluate]\nmetrics = ["pgd"]\noptions = {pgd = {steps = "x"}}\n',
+        "evaluate.options.pgd.steps must be an integer, got 'x'",
+    ),
+    "metric option out of range": (
+        '[evaluate]\nmetrics = ["pgd"]\noptions = {pgd = {steps = -5}}\n',
+        "pgd needs eps, step_size, steps, n >= 0",
+    ),
 }
 
 
-@pytest.mark.fault("bad configs (8 kinds)", "one line naming the key or name; nothing written")
+@pytest.mark.fault("bad configs (13 kinds)", "one line naming the key or name; nothing written")
 @pytest.mark.parametrize("case", sorted(CONFIG_CASES))
 def test_bad_config(case, tiny_npz, tmp_path) -> None:
     text, needle = CONFIG_CASES[case]
@@ -175,10 +186,14 @@ CLI_CASES = {
     "bad override": (["train", "--set", "train.epochs"], "must look like key=value"),
     "not a run folder": (["evaluate", "/nonexistent/run"], "is not a run folder"),
     "missing claims file": (["check", "/nonexistent/claims.toml"], "claims.toml"),
+    "a device robench does not run on": (["train", "--device", "tpu"], "device 'tpu' is not one"),
+    "an empty metric list": (["evaluate", "/nonexistent/run", "--metrics", ","], "names nothing"),
+    "a run name too long for a folder": (["train", "--set", f"name={'n' * 300}"], "1 to 64"),
+    "a newline in the run name": (["train", "--set", 'name="a\\nb"'], "control character"),
 }
 
 
-@pytest.mark.fault("bad command-line arguments (6 kinds)", "one line, exit status 2")
+@pytest.mark.fault("bad command-line arguments (10 kinds)", "one line, exit status 2")
 @pytest.mark.parametrize("case", sorted(CLI_CASES))
 def test_bad_cli_arguments(case) -> None:
     args, needle = CLI_CASES[case]
@@ -251,3 +266,38 @@ def test_bad_official_corruption_files(kind, trained_run, tmp_path) -> None:
         "--option", f'corruption.source="{folder}"', "--option", 'corruption.corruptions=["fog"]',
     )  # fmt: skip
     _assert_one_line_error(proc, "fog.npy")
+
+
+@pytest.mark.fault(
+    "strings with backslashes, quotes and unicode in --results-dir and the config",
+    "kept as typed: written to config.toml and read back unchanged",
+)
+def test_strings_are_kept_as_typed(tmp_path) -> None:
+    from robench.cli import _overrides, build_parser
+    from robench.config import load_config, to_toml
+
+    weird = str(tmp_path / "a\\tb" / 'q"uo\\te' / "üñí")
+    args = build_parser().parse_args(["train", "--results-dir", weird, "--method", "ipmix"])
+    cfg = load_config(None, _overrides(args))
+    assert cfg.results_dir == weird
+    saved = tmp_path / "config.toml"
+    saved.write_text(to_toml(cfg))
+    assert load_config(saved).results_dir == weird
+
+
+@pytest.mark.fault(
+    "a model whose weights are NaN (a diverged run's checkpoint)",
+    "evaluation refuses it with one line instead of saving NaN results",
+)
+def test_nan_weights_are_not_evaluated(tiny_npz, tmp_path) -> None:
+    import robench
+    from robench.errors import ConfigError
+
+    data = robench.load_dataset(f"npz:{tiny_npz}", "test")
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3072, 4))
+    model = robench.Normalized(net, mean=(0.5,) * 3, std=(0.5,) * 3)
+    with torch.no_grad():
+        model.model[1].weight[0, 0] = float("nan")
+    with pytest.raises(ConfigError, match="NaN/inf weights in 1 tensors"):
+        robench.evaluate(model, data, ["clean"], save_to=tmp_path / "results", label="nan")
+    assert not list((tmp_path / "results").glob("runs/*/metrics.json"))
