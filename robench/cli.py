@@ -677,6 +677,17 @@ def main(argv: list[str] | None = None) -> int:
         if not isinstance(err, RankError):  # rank 0 has printed it
             print(f"robench: error: {one_line(err)}", file=sys.stderr)
         return 2
+    except OSError as err:  # a read-only or full disk, a file where a folder should be, ...
+        if args.debug:
+            raise
+        where = f" {err.filename}" if err.filename else ""
+        print(
+            f"robench: error: cannot write or read{where}: {err.strerror or err}; check that "
+            "the folder exists, is writable and has space, or choose another (--results-dir, "
+            "ROBENCH_CACHE)",
+            file=sys.stderr,
+        )
+        return 2
     except KeyboardInterrupt:
         print("robench: interrupted", file=sys.stderr)
         return 130

@@ -8,6 +8,7 @@ file under the final name.
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
@@ -39,6 +40,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        stale.unlink(missing_ok=True)  # left by a writer that was killed (one writer per target)
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(name)
@@ -184,6 +187,18 @@ def cache_lock(entry: Path, waiting: str = "") -> Iterator[None]:
 
     with locked_file(entry / ".lock", wait):
         yield
+
+
+def die_with_parent() -> None:
+    """In a worker process: be killed when the process that started it exits (Linux), so a
+    killed robench leaves no pool workers computing for nobody."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        pr_set_pdeathsig = 1
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6").prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
 def derive_seed(*parts: int | str) -> int:

@@ -10,9 +10,11 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import os
 import re
 import shutil
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -142,12 +144,18 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r} not found; train the run first")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
         raise CheckpointError(
             f"checkpoint {str(path)!r} cannot be loaded safely ({first_line(err)}); it is corrupt "
             "or carries non-tensor objects: retrain, or delete it and rerun with the same config"
         ) from None
+    if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} is not one robench wrote (no 'model' state dict in it); "
+            "delete it and rerun with the same config (--force)"
+        )
+    return state
 
 
 def write_metrics(run_dir: Path, doc: dict[str, Any]) -> None:
@@ -162,11 +170,39 @@ def read_metrics(run_dir: Path) -> dict[str, Any] | None:
         doc = json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise RobenchError(f"{path} is not valid JSON ({err}); delete it and re-evaluate") from None
-    if doc.get("schema_version") != SCHEMA_VERSION:
-        raise RobenchError(
-            f"{path} has schema version {doc.get('schema_version')!r}, expected {SCHEMA_VERSION}"
-        )
+    if not isinstance(doc, dict) or doc.get("schema_version") != SCHEMA_VERSION:
+        found = doc.get("schema_version") if isinstance(doc, dict) else type(doc).__name__
+        raise RobenchError(f"{path} has schema version {found!r}, expected {SCHEMA_VERSION}")
+    _check_doc(doc, path)
     return doc
+
+
+#: values in percent that cannot leave [0, 100]: errors, flip probabilities, OOD measures, ECE
+_PERCENT = re.compile(r"error|^mfp$|^fp_|^ood_(auroc|aupr|fpr95)_|^ece$")
+
+
+def _check_doc(doc: dict[str, Any], path: Path) -> None:
+    """A metrics.json edited by hand (or damaged) is refused by name, never half-read."""
+    fix = "restore it or delete the run folder and rerun it"
+    for key, kind in (("run_id", str), ("config", dict), ("data", dict), ("metrics", dict)):
+        if not isinstance(doc.get(key), kind):
+            raise RobenchError(f"{path}: {key!r} is missing or not a {kind.__name__}; {fix}")
+    if not isinstance(doc["data"].get("test"), dict):
+        raise RobenchError(f"{path}: 'data.test' is missing; {fix}")
+    for metric, values in doc["metrics"].items():
+        if not isinstance(values, dict):
+            raise RobenchError(f"{path}: metrics.{metric} is not a table of values; {fix}")
+        for name, value in values.items():
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            if not number or not math.isfinite(value):
+                raise RobenchError(
+                    f"{path}: {metric}.{name} = {value!r} is not a finite number; re-evaluate "
+                    "the run (robench evaluate RUN_DIR) or delete it"
+                )
+            if _PERCENT.search(name) and not 0 <= value <= 100:
+                raise RobenchError(
+                    f"{path}: {metric}.{name} = {value!r} is a percentage outside [0, 100]; {fix}"
+                )
 
 
 def write_tables(run_dir: Path, metric: str, tables: dict[str, pd.DataFrame]) -> None:
@@ -185,8 +221,14 @@ def read_records(run_dir: Path) -> dict[str, np.ndarray]:
     path = run_dir / "records.npz"
     if not path.is_file():
         return {}
-    with np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise RobenchError(
+            f"{path} is damaged ({first_line(err)}); delete it and re-evaluate the run "
+            "(robench evaluate RUN_DIR)"
+        ) from None
 
 
 def list_runs(results_dir: str | Path) -> list[Path]:

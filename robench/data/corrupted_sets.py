@@ -57,6 +57,7 @@ from robench.io import (
     cache_dir,
     cache_lock,
     derive_seed,
+    die_with_parent,
     hash_arrays,
     hash_text,
     package_versions,
@@ -142,6 +143,7 @@ def _init_worker(images: np.ndarray, seed: int, constants: str) -> None:
     """Keep the source images in the worker once, instead of shipping them with every task."""
     import cv2
 
+    die_with_parent()
     cv2.setNumThreads(1)  # one process per core already
     _SOURCE.update(images=images, seed=seed, constants=constants)
 

@@ -301,3 +301,102 @@ def test_nan_weights_are_not_evaluated(tiny_npz, tmp_path) -> None:
     with pytest.raises(ConfigError, match="NaN/inf weights in 1 tensors"):
         robench.evaluate(model, data, ["clean"], save_to=tmp_path / "results", label="nan")
     assert not list((tmp_path / "results").glob("runs/*/metrics.json"))
+
+
+def _tensor_state(path: Path) -> None:
+    torch.save(torch.zeros(3), path)  # loads with weights_only, but is no robench checkpoint
+
+
+@pytest.mark.fault(
+    "a checkpoint whose content is a bare tensor", "evaluate refuses it with one line"
+)
+def test_checkpoint_that_is_a_tensor(trained_run) -> None:
+    _tensor_state(trained_run / "checkpoint.pt")
+    proc = _robench("evaluate", str(trained_run), "--metrics", "clean", "--quiet")
+    _assert_one_line_error(proc, "is not one robench wrote")
+
+
+METRICS_EDITS = {
+    "a string": (lambda doc: "oops", "schema version 'str'"),
+    "null": (lambda doc: None, "schema version 'NoneType'"),
+    "no data": (lambda doc: {k: v for k, v in doc.items() if k != "data"}, "'data' is missing"),
+    "a negative error": (
+        lambda doc: doc | {"metrics": {"clean": {"clean_error": -42.0}}},
+        "clean.clean_error = -42.0 is a percentage outside [0, 100]",
+    ),
+    "a NaN value": (
+        lambda doc: doc | {"metrics": {"clean": {"clean_error": float("nan")}}},
+        "clean.clean_error = nan is not a finite number",
+    ),
+}
+
+
+@pytest.mark.fault(
+    "metrics.json edited by hand (a string, null, no data, -42 %, NaN)",
+    "report and check refuse it with one line naming the file and value",
+)
+def test_hand_edited_metrics(trained_run, tmp_path) -> None:
+    import json
+
+    path = trained_run / "metrics.json"
+    doc = json.loads(path.read_text())
+    results = trained_run.parent.parent
+    claims = tmp_path / "claims.toml"
+    claims.write_text(
+        '[defaults.recipe]\nconfig = "run"\nmodel = "wrn_16_2"\ndataset = "npz:tiny"\n'
+        'epochs = 1\n[[claim]]\ncheck = "baseline.clean_error < 100"\n'
+    )
+    for case, (edit, needle) in METRICS_EDITS.items():
+        path.write_text(json.dumps(edit(doc)))
+        for args in (["report", "--no-plots"], ["check", str(claims)]):
+            proc = _robench(*args, "--results-dir", str(results))
+            assert "Traceback" not in proc.stderr, case
+            _assert_one_line_error(proc, str(path), needle)
+
+
+@pytest.mark.fault(
+    "a truncated records.npz", "check and evaluate refuse it with one line naming the file"
+)
+def test_truncated_records(trained_run, tmp_path) -> None:
+    import json
+
+    model = json.loads((trained_run / "metrics.json").read_text())["config"]["model"]["name"]
+    _truncate(trained_run / "records.npz")
+    results = trained_run.parent.parent
+    claims = tmp_path / "claims.toml"
+    claims.write_text(
+        f'[defaults.recipe]\nconfig = "run"\nmodel = "{model}"\ndataset = "npz:tiny"\n'
+        'epochs = 1\n[[claim]]\ncheck = "baseline.clean_error < 100"\n'
+    )
+    proc = _robench("check", str(claims), "--results-dir", str(results))
+    _assert_one_line_error(proc, "records.npz is damaged")
+    proc = _robench("evaluate", str(trained_run), "--metrics", "clean", "--quiet")
+    _assert_one_line_error(proc, "records.npz is damaged", "delete it")
+
+
+@pytest.mark.fault(
+    "a file where the results folder should be", "one line naming the path; nothing written"
+)
+def test_a_file_in_place_of_the_results_folder(tiny_npz, tmp_path) -> None:
+    blocker = tmp_path / "results"
+    blocker.write_text("not a folder")
+    args = ["train", "--dataset", f"npz:{tiny_npz}", "--results-dir", str(blocker), *TINY]
+    _assert_one_line_error(_robench(*args), "cannot write or read", str(blocker))
+    _assert_one_line_error(_robench("report", "--results-dir", str(blocker)), str(blocker))
+    assert blocker.read_text() == "not a folder"
+
+
+@pytest.mark.fault(
+    "a temporary file left by a killed writer", "removed by the next write of the same file"
+)
+def test_stale_temporary_files_are_removed(tmp_path) -> None:
+    from robench.io import write_text
+
+    stale = tmp_path / ".checkpoint.pt.k1ll3d.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    other = tmp_path / ".metrics.json.x.tmp"  # another file's: not ours to remove
+    other.write_text("{")
+    write_text(tmp_path / "checkpoint.pt", "whole")
+    assert not stale.exists() and other.exists()
+    assert [p.name for p in tmp_path.glob("*.tmp")] == [".metrics.json.x.tmp"]
+    assert (tmp_path / "checkpoint.pt").read_text() == "whole"
