@@ -591,7 +591,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("gallery", help="PNG grids of augmented views and of the mixing set")
-    p.add_argument("--dataset", default="imagefolder:../shared/data/cifar10-jpeg")
+    p.add_argument(
+        "--dataset",
+        default="cifar10",
+        help="cifar10 (default; under --data-root) | cifar100 | imagefolder:PATH | npz:PATH",
+    )
     p.add_argument("--data-root", help="where cifar10/cifar100 live (else $ROBENCH_DATA)")
     p.add_argument("--methods", help="comma-separated methods (default: all registered)")
     p.add_argument("--images", type=int, default=4, help="test images, one per class (4)")
@@ -603,7 +607,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_gallery)
 
     p = sub.add_parser("corrupt", help="generate a CIFAR-C (or CIFAR-P) set in the official layout")
-    p.add_argument("--dataset", default="imagefolder:../shared/data/cifar10-jpeg")
+    p.add_argument(
+        "--dataset",
+        default="cifar10",
+        help="cifar10 (default; under --data-root) | cifar100 | imagefolder:PATH | npz:PATH",
+    )
     p.add_argument("--data-root", help="where cifar10/cifar100 live (else $ROBENCH_DATA)")
     p.add_argument("--out", default="results/cache/generated", help="output folder")
     p.add_argument("--kind", choices=["c", "p"], default="c", help="c: CIFAR-C, p: CIFAR-P")

@@ -7,8 +7,9 @@ Run it from the robench repository: ``python -m pytest examples/claims-in-pytest
 
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+STORE = HERE.parents[1] / "baselines" / "reference" / "quick_suite"
 
 
-def test_the_quick_recipe_claims_hold(robench_claims):
-    robench_claims(REPO / "baselines/claims/quick.toml", REPO / "baselines/reference/quick_suite")
+def test_our_claims_hold(robench_claims):
+    robench_claims(HERE / "claims.toml", STORE)

@@ -93,7 +93,8 @@ def _cli(*args: str) -> list[str]:
     "finished files kept, the rest generated; the set equals an uninterrupted generation",
 )
 def test_killed_generation_continues(tmp_path, shared_data) -> None:
-    args = ["corrupt", "--n", "300", "--workers", "1", "--quiet", "--corruptions"]
+    args = ["corrupt", "--dataset", f"imagefolder:{shared_data}", "--n", "300", "--workers", "1"]
+    args += ["--quiet", "--corruptions"]
     names = "gaussian_noise,glass_blur,motion_blur,snow,elastic_transform"
     out = tmp_path / "killed"
     progress = out / "cifar10-jpeg-C" / "progress.json"
