@@ -289,8 +289,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     bad = failed(table, allow_missing=args.allow_missing)
     if len(bad) and (bad["status"] == NOT_ENOUGH_DATA).any():
         print(
-            "NOT-ENOUGH-DATA fails the check: train the missing runs, point --results-dir at "
-            "the runs, or pass --allow-missing"
+            "NOT-ENOUGH-DATA fails the check: train the missing runs (more seeds where a claim "
+            "is not significant), point --results-dir at the runs, or pass --allow-missing"
         )
     return 1 if len(bad) else 0
 
