@@ -188,8 +188,9 @@ def list_classes(folder: Path) -> tuple[list[str], np.ndarray, list[str]]:
     files: list[str] = []
     labels: list[int] = []
     empty = []
+    seen = {os.path.realpath(folder / name) for name in classes}
     for label, name in enumerate(classes):
-        found = _image_files(folder / name)
+        found = _image_files(folder / name, seen)
         if not found:
             empty.append(name)
         files += found
@@ -237,10 +238,23 @@ def list_annotated(folder: Path) -> tuple[list[str], np.ndarray, list[str]]:
     return files, np.array([index[cls] for cls, _ in pairs], dtype=np.int64), classes
 
 
-def _image_files(class_dir: Path) -> list[str]:
+def _image_files(class_dir: Path, seen: set[str]) -> list[str]:
+    """The images under ``class_dir``, symlinks followed. A sub-folder that leads to a folder in
+    ``seen`` (the real paths of every class folder and of what was read so far) or to one above
+    it (a loop such as ``cat/loop -> ..``) is an error: following it would label other classes'
+    images, or the same images twice, as this class."""
     walked = []
     for parent, dirs, names in os.walk(class_dir, followlinks=True):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for d in dirs:
+            real = os.path.realpath(os.path.join(parent, d))
+            here = os.path.realpath(parent)
+            if real in seen or here == real or here.startswith(real + os.sep):
+                raise DataError(
+                    f"{os.path.join(parent, d)} leads back to {real}, a folder already read "
+                    "(a symlink loop or a second link to it): remove the link"
+                )
+            seen.add(real)
         walked.append((parent, names))
     return [
         os.path.join(parent, f)

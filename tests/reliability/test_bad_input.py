@@ -126,6 +126,14 @@ def _data_case(case: str, tmp: Path) -> tuple[str, str]:
         return f"imagefolder:{tmp / 'c'}", "bad.png"
     if case == "missing data root":
         return "cifar10", "cifar-10-batches-py"
+    if case == "symlink loop in a class folder":
+        _folder(tmp / "l", {"cat": [(32, 32)] * 2, "dog": [(32, 32)] * 2})
+        (tmp / "l" / "cat" / "loop").symlink_to("..")  # would label every dog as a cat, forever
+        return f"imagefolder:{tmp / 'l'}", "cat/loop leads back to"
+    if case == "link into another class folder":
+        _folder(tmp / "x", {"cat": [(32, 32)] * 2, "dog": [(32, 32)] * 2})
+        (tmp / "x" / "cat" / "more").symlink_to(tmp / "x" / "dog")
+        return f"imagefolder:{tmp / 'x'}", "cat/more leads back to"
     raise AssertionError(case)
 
 
@@ -137,10 +145,12 @@ DATA_CASES = [
     "mixed image sizes",
     "corrupt image file",
     "missing data root",
+    "symlink loop in a class folder",
+    "link into another class folder",
 ]
 
 
-@pytest.mark.fault("bad data (7 kinds)", "one line naming the file or problem; nothing written")
+@pytest.mark.fault("bad data (9 kinds)", "one line naming the file or problem; nothing written")
 @pytest.mark.parametrize("case", DATA_CASES)
 def test_bad_data(case, tmp_path) -> None:
     spec, needle = _data_case(case, tmp_path)
