@@ -211,6 +211,7 @@ class Trainer:
             "epoch": epoch,
             "partial": vars(partial),
             "history": [vars(h) for h in self.history],
+            "data_hash": self.data.identity.content_hash,
         }
 
     def save(self, epoch: int, partial: Partial) -> None:
@@ -229,6 +230,13 @@ class Trainer:
         """Load the last checkpoint; returns the number of epochs already done (a mid-epoch
         checkpoint continues that epoch at its next step)."""
         state = distributed.on_main(lambda: load_checkpoint(self.checkpoint))
+        saved, now = state.get("data_hash"), self.data.identity.content_hash
+        if saved is not None and saved != now:  # a run must not go on with other images
+            raise RobenchError(
+                f"the training data differ from the data {self.checkpoint} was trained on "
+                f"(content hash {saved}, now {now}): restore the data, or pass --force to "
+                "retrain from scratch"
+            )
         try:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])

@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from robench.errors import Interrupted
+from robench.errors import Interrupted, RobenchError
 from robench.pipeline import train
 from robench.runs import load_checkpoint, read_metrics
 from robench.training.trainer import Trainer
+from tests.conftest import make_npz
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -55,6 +56,31 @@ def test_stop_mid_epoch_then_resume_equals_straight(tiny_config, tmp_path, monke
     assert (state["epoch"], state["partial"]["step"]) == (0, 2)
     resumed = train(cfg, resume=True, progress=False)
     _assert_same(straight, resumed)
+
+
+@pytest.mark.fault(
+    "training data swapped between an interruption and --resume",
+    "one line naming both content hashes; the checkpoint is kept; nothing trained",
+)
+def test_resume_refuses_other_training_data(tiny_config, tiny_npz, tmp_path, monkeypatch) -> None:
+    cfg = tiny_config("train.epochs=2")
+    real_due = Trainer._checkpoint_due
+
+    def stop_at_step_1(self: Trainer, step: int) -> bool:
+        self._stop_requested = self._stop_requested or step == 1
+        return real_due(self, step)
+
+    monkeypatch.setattr(Trainer, "_checkpoint_due", stop_at_step_1)
+    with pytest.raises(Interrupted):
+        train(cfg, progress=False)
+    monkeypatch.undo()
+    run = next((tmp_path / "results" / "runs").iterdir())
+    before = (run / "checkpoint.pt").read_bytes()
+    make_npz(tiny_npz, seed=1)  # same shapes and classes, other images
+    with pytest.raises(RobenchError, match="training data differ from the data .*content hash"):
+        train(cfg, resume=True, progress=False)
+    assert (run / "checkpoint.pt").read_bytes() == before
+    assert not (run / "metrics.json").exists()
 
 
 def _cli(npz: Path, results: Path, *extra: str) -> list[str]:
