@@ -77,7 +77,7 @@ def test_resume_refuses_other_training_data(tiny_config, tiny_npz, tmp_path, mon
     run = next((tmp_path / "results" / "runs").iterdir())
     before = (run / "checkpoint.pt").read_bytes()
     make_npz(tiny_npz, seed=1)  # same shapes and classes, other images
-    with pytest.raises(RobenchError, match="training data differ from the data .*content hash"):
+    with pytest.raises(RobenchError, match=r"training data differ from the data .*content hash"):
         train(cfg, resume=True, progress=False)
     assert (run / "checkpoint.pt").read_bytes() == before
     assert not (run / "metrics.json").exists()
