@@ -5,15 +5,24 @@ per run), ``metrics_long.csv`` (one row per run, metric, corruption, severity),
 ``corruption_by_corruption.csv`` and ``corruption_by_severity.csv`` (method x corruption and
 method x severity), ``published_comparison.csv``, ``plots/*.png|svg``, ``report.md`` and
 ``report.html``.
+
+A report replaces the previous one as a whole: it is written into a staging folder, moved into
+place, and then every file the previous report wrote that this one did not (the tables of a run
+deleted since, a plot no longer drawn) is removed. ``.report-files`` lists what the last report
+wrote; it is widened to both lists before anything moves, so the next report cleans up after
+one that was killed half-way.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
+import os
+import shutil
+from dataclasses import dataclass, field, replace
+from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
+from robench.io import locked_file, write_text
 from robench.reporting.leaderboard import leaderboard
 from robench.reporting.page import write_pages
 from robench.reporting.plots import Plot, make_plots
@@ -57,8 +66,31 @@ def build_report(
     """
     results_dir = Path(results_dir)
     runs = gather_runs(results_dir, mce_reference=mce_reference)
+    staging = results_dir / STAGING
+    results_dir.mkdir(parents=True, exist_ok=True)
+    with locked_file(results_dir / ".report.lock", lambda _: None):  # one report at a time
+        shutil.rmtree(staging, ignore_errors=True)  # left by a killed report
+        staging.mkdir()
+        rep = _write(results_dir, staging, runs, plots, published)
+        _publish(staging, results_dir)
+    rep.files = {what: results_dir / path.name for what, path in rep.files.items()}
+    rep.plots = [
+        replace(p, png=results_dir / "plots" / p.png.name, svg=results_dir / "plots" / p.svg.name)
+        for p in rep.plots
+    ]
+    return rep
+
+
+def _write(
+    results_dir: Path,
+    out: Path,
+    runs: pd.DataFrame,
+    plots: bool,
+    published: str | Path | None,
+) -> Report:
+    """The report of ``runs`` (read from ``results_dir``), its files written into ``out``."""
     if runs.empty:
-        path = write_csv(pd.DataFrame(columns=runs.columns), results_dir / "leaderboard.csv")
+        path = write_csv(pd.DataFrame(columns=runs.columns), out / "leaderboard.csv")
         return Report(results_dir, runs, runs, files={"leaderboard, one row per recipe": path})
     board = leaderboard(runs, results_dir)
     long = long_table(runs, results_dir)
@@ -82,13 +114,57 @@ def build_report(
         tables["published numbers beside ours"] = (both, "published_comparison.csv")
     for what, (table, name) in tables.items():
         if not table.empty:
-            rep.files[what] = write_csv(table, results_dir / name)
+            rep.files[what] = write_csv(table, out / name)
     if plots:
-        rep.plots = make_plots(board, rep.by_corruption, rep.by_severity, runs, results_dir)
-    rep.files["this report (Markdown)"] = results_dir / "report.md"
-    rep.files["this report (self-contained HTML)"] = results_dir / "report.html"
-    write_pages(rep)
+        rep.plots = make_plots(
+            board, rep.by_corruption, rep.by_severity, runs, results_dir, out / "plots"
+        )
+    rep.files["this report (Markdown)"] = out / "report.md"
+    rep.files["this report (self-contained HTML)"] = out / "report.html"
+    write_pages(rep, out)
     return rep
+
+
+#: where a report is written before it replaces the previous one, and the list of what it wrote
+STAGING, MANIFEST = ".report-staging", ".report-files"
+#: what reports wrote before they kept a manifest
+_UNLISTED = (
+    "leaderboard.csv", "runs.csv", "metrics_long.csv", "corruption_by_corruption.csv",
+    "corruption_by_severity.csv", "published_comparison.csv", "report.md", "report.html",
+)  # fmt: skip
+
+
+def _previous_outputs(results_dir: Path) -> set[str]:
+    """The files the previous report wrote (relative POSIX paths inside ``results_dir``)."""
+    manifest = results_dir / MANIFEST
+    if not manifest.is_file():
+        plots = results_dir / "plots"
+        drawn = (
+            [p for p in plots.glob("*") if p.suffix in (".png", ".svg")] if plots.is_dir() else []
+        )
+        return {n for n in _UNLISTED if (results_dir / n).is_file()} | {
+            f"plots/{p.name}" for p in drawn
+        }
+    names = set(manifest.read_text().splitlines())
+    # an edited manifest must not reach outside the folder
+    return {n for n in names if n and ".." not in PurePosixPath(n).parts and not n.startswith("/")}
+
+
+def _publish(staging: Path, results_dir: Path) -> None:
+    """Move the staged report into ``results_dir``; remove what only the previous one wrote."""
+    new = {p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file()}
+    old = _previous_outputs(results_dir)
+    write_text(results_dir / MANIFEST, "".join(f"{n}\n" for n in sorted(old | new)))
+    for name in sorted(new):
+        (results_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staging / name, results_dir / name)
+    for name in sorted(old - new):
+        (results_dir / name).unlink(missing_ok=True)
+    plots = results_dir / "plots"
+    if plots.is_dir() and not any(plots.iterdir()):
+        plots.rmdir()
+    write_text(results_dir / MANIFEST, "".join(f"{n}\n" for n in sorted(new)))
+    shutil.rmtree(staging)
 
 
 def report(results_dir: str | Path = "results", *, plots: bool = True) -> tuple[pd.DataFrame, Path]:

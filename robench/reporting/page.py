@@ -116,11 +116,8 @@ def markdown(report: Report) -> str:
         parts += [f"## {heading}", text] + ([markdown_table(table)] if table is not None else [])
     parts.append("## Plots")
     for plot in report.plots:
-        rel = plot.png.relative_to(report.results_dir)
-        svg = plot.svg.relative_to(report.results_dir)
-        parts.append(
-            f"### {plot.title}\n\n![{plot.title}]({rel.as_posix()}) ([SVG]({svg.as_posix()}))"
-        )
+        png, svg = f"plots/{plot.png.name}", f"plots/{plot.svg.name}"
+        parts.append(f"### {plot.title}\n\n![{plot.title}]({png}) ([SVG]({svg}))")
     parts.append("## Files\n\n" + "\n".join(f"- `{p.name}`: {k}" for k, p in report.files.items()))
     return "\n\n".join(parts) + "\n"
 
@@ -160,7 +157,7 @@ def page_html(report: Report) -> str:
             body.append(table.to_html(index=False, border=0, na_rep=""))
     body.append("<h2>Plots</h2>")
     for plot in report.plots:
-        svg = plot.svg.relative_to(report.results_dir).as_posix()
+        svg = f"plots/{plot.svg.name}"
         body.append(
             f"<h3>{html.escape(plot.title)}</h3><img alt='{html.escape(plot.title)}' "
             f"src='{_data_uri(plot.png)}'><br><a href='{svg}'>SVG</a>"
@@ -171,9 +168,10 @@ def page_html(report: Report) -> str:
     )
 
 
-def write_pages(report: Report) -> tuple[Path, Path]:
-    """Write report.md and the self-contained report.html next to the leaderboard."""
-    md, page = report.results_dir / "report.md", report.results_dir / "report.html"
+def write_pages(report: Report, out_dir: Path) -> tuple[Path, Path]:
+    """Write report.md and the self-contained report.html into ``out_dir`` (beside the
+    leaderboard, whose ``plots/`` they link)."""
+    md, page = out_dir / "report.md", out_dir / "report.html"
     write_text(md, markdown(report))
     write_text(page, page_html(report))
     return md, page

@@ -316,9 +316,10 @@ def make_plots(
     by_severity: pd.DataFrame,
     runs: pd.DataFrame,
     results_dir: Path,
+    out_dir: Path,
 ) -> list[Plot]:
-    """Every plot the data allows, written under ``<results_dir>/plots/``."""
-    out_dir = Path(results_dir) / "plots"
+    """Every plot the data allows, written into ``out_dir`` (the runs read from
+    ``results_dir``)."""
     metrics = [m for m in headline_metrics() if m in board and board[m].notna().any()]
     plots = [bar_chart(board, m, out_dir) for m in metrics]
     if plots:
