@@ -22,6 +22,7 @@ def test_method_trains_and_learns(method, shared_data, repo_root, tmp_path, monk
         "data.test_per_class=50",
         "train.epochs=4",
         "train.batch_size=50",
+        'model.name="test_resnet"',  # timm's 0.37 M test network: 10x WRN-16-2's speed on a CPU
         f'augment.method="{method}"',
         f'results_dir="{tmp_path}"',
     ]

@@ -158,3 +158,59 @@ def test_killed_evaluation_resumes(tiny_npz, tmp_path) -> None:
         _cli(*base, "--results-dir", str(killed), "--resume"), cwd=REPO, check=True, env=env
     )
     assert read_metrics(run_dir)["metrics"] == read_metrics(run)["metrics"]
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every live process below ``pid`` (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.fault(
+    "robench corrupt --workers 2 killed (SIGKILL) while its pool generates",
+    "its worker processes end with it, within seconds",
+)
+def test_killed_generation_leaves_no_workers(tmp_path, npz_maker) -> None:
+    data = npz_maker(tmp_path / "set.npz", n_train=4, n_test=600, classes=4)
+    args = ["corrupt", "--dataset", f"npz:{data}", "--workers", "2", "--quiet"]
+    proc = subprocess.Popen(
+        _cli(*args, "--out", str(tmp_path / "out")), cwd=REPO, stderr=subprocess.PIPE, text=True
+    )
+    workers: set[int] = set()
+    progress = tmp_path / "out" / "npz:set-C" / "progress.json"
+
+    def pool_working() -> bool:
+        """The pool has started and its workers have finished a file (so each has run its
+        initializer, which asks for the parent-death signal); more files are to come."""
+        workers.update(_descendants(proc.pid))
+        try:
+            done = len(json.loads(progress.read_text())["files"]) >= 1
+        except (FileNotFoundError, json.JSONDecodeError):
+            done = False
+        return done and len(workers) >= 3  # the fork server and its two workers
+
+    _kill_when(proc, pool_working)
+    deadline = time.monotonic() + 15
+    while any(map(_alive, workers)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in workers if _alive(pid)], "pool workers outlived robench"
