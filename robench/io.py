@@ -13,8 +13,11 @@ import hashlib
 import json
 import os
 import platform
+import select
 import sys
 import tempfile
+import threading
+import time
 from collections.abc import Callable, Iterator
 from importlib import metadata
 from pathlib import Path
@@ -189,16 +192,33 @@ def cache_lock(entry: Path, waiting: str = "") -> Iterator[None]:
         yield
 
 
-def die_with_parent() -> None:
-    """In a worker process: be killed when the process that started it exits (Linux), so a
-    killed robench leaves no pool workers computing for nobody."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-        import signal
+def exit_with(pid: int) -> None:
+    """In a pool worker: exit as soon as process ``pid`` (the robench process that started the
+    pool) ends, so a killed robench leaves no workers behind. The parent-death signal is not
+    enough: a fork server's workers are its children, not robench's, and the fork server lives
+    as long as they do. A daemon thread waits on ``pid`` (a pidfd on Linux, else polling)."""
 
-        pr_set_pdeathsig = 1
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL("libc.so.6").prctl(pr_set_pdeathsig, signal.SIGKILL)
+    def watch() -> None:
+        try:
+            handle = os.pidfd_open(pid)
+        except (AttributeError, OSError):  # not Linux, or an old kernel
+            while _running(pid):
+                time.sleep(1.0)
+        else:
+            select.select([handle], [], [])  # readable once the process has ended
+        os._exit(1)
+
+    threading.Thread(target=watch, name=f"exit-with-{pid}", daemon=True).start()
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
 
 
 def derive_seed(*parts: int | str) -> int:

@@ -88,7 +88,7 @@ def bench_corrupt(
             workers,
             mp_context=_pool_context(),
             initializer=_init_worker,
-            initargs=(images, 0, constants),
+            initargs=(images, 0, constants, os.getpid()),
         )
         list(pool.map(_compute, tasks(corruptions[0], share)))  # start the workers up front
     try:

@@ -57,7 +57,7 @@ from robench.io import (
     cache_dir,
     cache_lock,
     derive_seed,
-    die_with_parent,
+    exit_with,
     hash_arrays,
     hash_text,
     package_versions,
@@ -139,11 +139,12 @@ class _Task:
 _SOURCE: dict[str, Any] = {}
 
 
-def _init_worker(images: np.ndarray, seed: int, constants: str) -> None:
-    """Keep the source images in the worker once, instead of shipping them with every task."""
+def _init_worker(images: np.ndarray, seed: int, constants: str, parent: int) -> None:
+    """Keep the source images in the worker once, instead of shipping them with every task;
+    end with ``parent``, the process that made the pool."""
     import cv2
 
-    die_with_parent()
+    exit_with(parent)
     cv2.setNumThreads(1)  # one process per core already
     _SOURCE.update(images=images, seed=seed, constants=constants)
 
@@ -217,7 +218,7 @@ def _run_tasks(
             workers,
             mp_context=_pool_context(),
             initializer=_init_worker,
-            initargs=(images, seed, constants),
+            initargs=(images, seed, constants, os.getpid()),
         ) as pool:
             results = pool.map(_compute, tasks)
             try:
