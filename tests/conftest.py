@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from torch import nn
 
 from robench.config import Config, load_config
 
@@ -73,3 +75,17 @@ def tiny_config(tmp_path: Path, tiny_npz: Path):
         return load_config(None, [*base, *overrides])
 
     return build
+
+
+def official_augmix_checkpoint(net: nn.Module) -> dict:
+    """What the official AugMix cifar.py saves: a DataParallel net's state dict among plain
+    values, the optimizer's state included."""
+    optimizer = torch.optim.SGD(net.parameters(), 0.1, momentum=0.9, nesterov=True)
+    return {
+        "epoch": 99,
+        "dataset": "cifar10",
+        "model": "wrn",
+        "state_dict": nn.DataParallel(net).state_dict(),
+        "best_acc": 0.95,
+        "optimizer": optimizer.state_dict(),
+    }

@@ -19,6 +19,7 @@ from robench.data import ImageData
 from robench.errors import ConfigError, DataError
 from robench.evaluation import EvalContext
 from robench.reporting import check_claims
+from tests.conftest import official_augmix_checkpoint
 
 MEAN, STD = "0.4914,0.4822,0.4465", "0.2470,0.2435,0.2616"
 
@@ -109,16 +110,8 @@ def test_official_augmix_checkpoint_in_one_command(tmp_path, npz_maker, capsys) 
     data = npz_maker(tmp_path / "c10.npz", n_train=0, n_test=20, classes=10)
     torch.manual_seed(1)
     net = timm.create_model("wrn_40_2", num_classes=10)
-    optimizer = torch.optim.SGD(net.parameters(), 0.1, momentum=0.9, nesterov=True)
     torch.save(
-        {
-            "epoch": 99,
-            "dataset": "cifar10",
-            "model": "wrn",
-            "state_dict": nn.DataParallel(net).state_dict(),
-            "best_acc": 0.95,
-            "optimizer": optimizer.state_dict(),
-        },
+        official_augmix_checkpoint(net),
         tmp_path / "checkpoint.pth.tar",
     )
     results = tmp_path / "results"

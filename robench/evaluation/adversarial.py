@@ -199,7 +199,7 @@ def pgd(
     in its own way, and each process seeds it alike, so its random starts (not its settings)
     differ from one process's.
     """
-    _check_options(attack, eps, step_size, steps, restarts, n, centre)
+    _check_options(**{k: v for k, v in locals().items() if k not in ("model", "data", "ctx")})
     count = len(data) if n == 0 else min(n, len(data))
     images, labels = data.images[:count], data.labels[:count]
     seed = derive_seed(ctx.seed, "pgd", attack)
@@ -275,17 +275,19 @@ def pgd(
 pgd.value_names = ("pgd_error", "pgd_clean_error_on_subset")  # type: ignore[attr-defined]
 
 
-def _check_options(
-    attack: str = "pgd",
-    eps: float = 2 / 255,
-    step_size: float = 0.5 / 255,
-    steps: int = 20,
-    restarts: int = 1,
-    n: int = 0,
-    centre: str = "clean",
-    **_: Any,
-) -> None:
-    """The option values ``pgd`` can work with (checked before training, too)."""
+def _check_options(**options: Any) -> None:
+    """The option values ``pgd`` can work with (checked before training, too); options not
+    given take ``pgd``'s defaults."""
+    defaults = {
+        name: p.default
+        for name, p in inspect.signature(pgd).parameters.items()
+        if p.kind is p.KEYWORD_ONLY
+    }
+    o = defaults | options
+    eps, step_size, steps, restarts, n = (
+        o[k] for k in ("eps", "step_size", "steps", "restarts", "n")
+    )
+    centre, attack = o["centre"], o["attack"]
     if eps < 0 or step_size < 0 or steps < 0 or restarts < 1 or n < 0:
         raise ConfigError(
             "pgd needs eps, step_size, steps, n >= 0 and restarts >= 1; "

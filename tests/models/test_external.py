@@ -18,6 +18,7 @@ from robench.errors import CheckpointError, ConfigError
 from robench.models import Normalized, create_model
 from robench.models.checkpoints import hash_state, read_state_dict
 from robench.models.external import load_model
+from tests.conftest import official_augmix_checkpoint
 
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 
@@ -26,20 +27,6 @@ CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 def wrn() -> nn.Module:
     torch.manual_seed(0)
     return timm.create_model("wrn_16_2", num_classes=4).eval()
-
-
-def _augmix_checkpoint(net: nn.Module) -> dict:
-    """What the official AugMix cifar.py saves: a DataParallel net's state dict among plain
-    values, the optimizer's state included."""
-    optimizer = torch.optim.SGD(net.parameters(), 0.1, momentum=0.9, nesterov=True)
-    return {
-        "epoch": 99,
-        "dataset": "cifar10",
-        "model": "wrn",
-        "state_dict": nn.DataParallel(net).state_dict(),
-        "best_acc": 0.95,
-        "optimizer": optimizer.state_dict(),
-    }
 
 
 def _timm_train_checkpoint(net: nn.Module) -> dict:
@@ -57,7 +44,7 @@ FORMATS = {
     "state_dict": lambda net: {"state_dict": net.state_dict()},
     "model": lambda net: {"model": net.state_dict(), "epoch": 1},
     "net": lambda net: {"net": net.state_dict(), "acc": 91.5},
-    "augmix_official": _augmix_checkpoint,
+    "augmix_official": official_augmix_checkpoint,
     "timm_train": _timm_train_checkpoint,
     "compiled_ddp": lambda net: {f"_orig_mod.module.{k}": v for k, v in net.state_dict().items()},
 }
@@ -88,7 +75,7 @@ def test_safetensors_and_pt_are_one_identity(wrn, tmp_path) -> None:
 def test_official_augmix_wrn_40_2_checkpoint(tmp_path) -> None:
     torch.manual_seed(1)
     official = timm.create_model("wrn_40_2", num_classes=10)
-    torch.save(_augmix_checkpoint(official), tmp_path / "model_best.pth.tar")
+    torch.save(official_augmix_checkpoint(official), tmp_path / "model_best.pth.tar")
     model = load_model("wrn_40_2", checkpoint=tmp_path / "model_best.pth.tar")
     assert model.model.num_classes == 10  # from the checkpoint's classifier
     assert model.mean.flatten().tolist() == [0.5] * 3 and model.std.flatten().tolist() == [0.5] * 3
