@@ -675,6 +675,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         status = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
     except Interrupted as err:
         if _rank() == 0:
             print(f"robench: {one_line(err)}", file=sys.stderr)
@@ -685,6 +686,9 @@ def main(argv: list[str] | None = None) -> int:
         if not isinstance(err, RankError):  # rank 0 has printed it
             print(f"robench: error: {one_line(err)}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (robench report | head): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        return 141  # 128 + SIGPIPE, the status of a shell tool the pipe stopped
     except OSError as err:  # a read-only or full disk, a file where a folder should be, ...
         if args.debug:
             raise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -134,3 +135,18 @@ def test_entry_point_exit_code(tmp_path) -> None:
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("robench: error: config file")
     assert "Traceback" not in proc.stderr
+
+
+def test_a_closed_pipe_ends_quietly(repo_root) -> None:
+    """``robench list | head -0``: no error line, no traceback, the status of a stopped pipe."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    proc = subprocess.run(
+        [sys.executable, "-m", "robench.cli", "list"],
+        cwd=repo_root,
+        stdout=write_end,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    os.close(write_end)
+    assert (proc.returncode, proc.stderr) == (141, "")
