@@ -566,7 +566,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="leaderboard, tables, plots and report.html from every run")
     p.add_argument("--results-dir", default="results", help="default: results")
-    p.add_argument("--no-plots", action="store_true", help="tables and pages only (faster)")
+    p.add_argument(
+        "--no-plots",
+        action="store_true",
+        help="tables and pages only (faster; the previous report's plots are removed)",
+    )
     p.add_argument("--published", help="published numbers CSV (default: baselines/published.csv)")
     p.add_argument("--mce-reference", metavar="RUN_ID", help="also normalise mCE by this run")
     p.set_defaults(func=cmd_report)

@@ -25,11 +25,17 @@ from robench.runs import runs_root
 
 @dataclass(frozen=True)
 class MetricInfo:
-    """How a headline metric is shown: name, unit and which direction is better."""
+    """How a headline metric is shown: name, unit, which direction is better, and a short name
+    for table headers (the title when none is given)."""
 
     title: str
     unit: str
     higher_is_better: bool = False
+    short: str = ""
+
+    @property
+    def column(self) -> str:
+        return self.short or self.title
 
     @property
     def better(self) -> str:
@@ -38,24 +44,40 @@ class MetricInfo:
 
 #: the headline metrics, in leaderboard order (per-run values of the same name)
 HEADLINE = {
-    "clean_error": MetricInfo("Clean error", "%"),
-    "corruption_error": MetricInfo("Corruption error (mean over corruptions x severities)", "%"),
-    "cbar_error": MetricInfo("C-Bar corruption error (mean over corruptions x severities)", "%"),
-    "mce_vs_baseline": MetricInfo("mCE vs the baseline run", "% of baseline"),
-    "relative_mce_vs_baseline": MetricInfo("Relative mCE vs the baseline run", "% of baseline"),
-    "mce_vs_reference": MetricInfo("mCE vs the --mce-reference run", "% of reference"),
+    "clean_error": MetricInfo("Clean error", "%", short="Clean error"),
+    "corruption_error": MetricInfo(
+        "Corruption error (mean over corruptions x severities)", "%", short="Corruption error"
+    ),
+    "cbar_error": MetricInfo(
+        "C-Bar corruption error (mean over corruptions x severities)", "%", short="C-Bar error"
+    ),
+    "mce_vs_baseline": MetricInfo("mCE vs the baseline run", "% of baseline", short="mCE"),
+    "relative_mce_vs_baseline": MetricInfo(
+        "Relative mCE vs the baseline run", "% of baseline", short="Relative mCE"
+    ),
+    "mce_vs_reference": MetricInfo(
+        "mCE vs the --mce-reference run", "% of reference", short="mCE (ref.)"
+    ),
     "relative_mce_vs_reference": MetricInfo(
-        "Relative mCE vs the --mce-reference run", "% of reference"
+        "Relative mCE vs the --mce-reference run", "% of reference", short="Rel. mCE (ref.)"
     ),
-    "mce_alexnet": MetricInfo("ImageNet-C mCE (AlexNet-normalised)", "% of AlexNet"),
+    "mce_alexnet": MetricInfo(
+        "ImageNet-C mCE (AlexNet-normalised)", "% of AlexNet", short="mCE (AlexNet)"
+    ),
     "relative_mce_alexnet": MetricInfo(
-        "ImageNet-C relative mCE (AlexNet-normalised)", "% of AlexNet"
+        "ImageNet-C relative mCE (AlexNet-normalised)", "% of AlexNet", short="Rel. mCE (AlexNet)"
     ),
-    "rendition_error": MetricInfo("ImageNet-R error (200-class mask)", "%"),
-    "rms_calibration_error": MetricInfo("RMS calibration error (clean)", "%"),
-    "mfp": MetricInfo("Mean flip probability (CIFAR-P)", "%"),
-    "pgd_error": MetricInfo("PGD error", "%"),
-    "ood_auroc_mean": MetricInfo("OOD AUROC (mean over sets)", "%", higher_is_better=True),
+    "rendition_error": MetricInfo(
+        "ImageNet-R error (200-class mask)", "%", short="ImageNet-R error"
+    ),
+    "rms_calibration_error": MetricInfo(
+        "RMS calibration error (clean)", "%", short="RMS calibration"
+    ),
+    "mfp": MetricInfo("Mean flip probability (CIFAR-P)", "%", short="mFP"),
+    "pgd_error": MetricInfo("PGD error", "%", short="PGD error"),
+    "ood_auroc_mean": MetricInfo(
+        "OOD AUROC (mean over sets)", "%", higher_is_better=True, short="OOD AUROC"
+    ),
 }
 
 

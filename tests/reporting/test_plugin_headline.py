@@ -50,7 +50,8 @@ def test_plugin_headline_values_get_columns_a_page_column_and_a_bar_chart(
     assert "blur_sigma" not in board  # not declared: runs.csv only
     assert "bar_blur_error" in {p.name for p in report.plots}
     assert (results / "plots" / "bar_blur_error.png").is_file()
-    assert "blur_error (%) ↓" in (results / "report.md").read_text()
+    assert "Error under blur (%) ↓" in (results / "report.md").read_text()
+    assert "Error under blur<br><small>% ↓" in (results / "report.html").read_text()
 
 
 def test_a_malformed_headline_is_an_error_naming_the_plugin(plugin_metric) -> None:

@@ -58,7 +58,14 @@ def test_report_writes_tables_plots_and_pages(five_methods: Path) -> None:
     embedded = {base64.b64decode(s.split(",", 1)[1]) for s in sources}
     assert embedded == {p.png.read_bytes() for p in rep.plots}
     ipmix = board[board["label"] == "ipmix"].iloc[0]
-    assert f"{ipmix['corruption_error']:.2f} ± {ipmix['corruption_error_std']:.2f}" in page
+    cell = f"{ipmix['corruption_error']:.2f}<small> ± {ipmix['corruption_error_std']:.2f}</small>"
+    assert cell in page
+    # human headers with unit and direction, the best mean per column and setting marked, sorting
+    assert "Corruption error<br><small>% ↓</small>" in page and "OOD AUROC<br><small>% ↑" in page
+    quick = board[board["setting"] == board["setting"].iloc[0]]
+    best = quick.loc[quick["corruption_error"].idxmin()]
+    assert re.search(rf"class='best'[^>]*>{best['corruption_error']:.2f}<small>", page)
+    assert "<table class='sortable'>" in page and "addEventListener('click'" in page
 
     md = (five_methods / "report.md").read_text()
     assert "| method | setting | seeds |" in md and "(plots/summary.png)" in md
@@ -75,7 +82,7 @@ def test_report_without_plots_and_the_old_entry_point(five_methods: Path) -> Non
 def test_cli_report(five_methods: Path, tmp_path: Path, capsys) -> None:
     assert main(["report", "--results-dir", str(five_methods), "--no-plots"]) == 0
     out = capsys.readouterr().out
-    assert "ipmix" in out and "corruption_error" in out and "leaderboard.csv" in out
+    assert "ipmix" in out and "Corruption error (%) ↓" in out and "leaderboard.csv" in out
     empty = tmp_path / "empty"
     assert main(["report", "--results-dir", str(empty)]) == 0
     assert "no finished runs" in capsys.readouterr().out
