@@ -19,6 +19,7 @@ registry.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import Any
 
 from robench.registry import Registry
@@ -46,8 +47,12 @@ __all__ = sorted(_API)
 
 
 def __getattr__(name: str) -> Any:
+    """The public API on first use; a subpackage (``robench.reporting``) even when no one has
+    imported it yet."""
     if name not in _API:
-        raise AttributeError(f"module 'robench' has no attribute {name!r}")
+        if importlib.util.find_spec(f"{__name__}.{name}") is None:
+            raise AttributeError(f"module 'robench' has no attribute {name!r}")
+        return importlib.import_module(f"{__name__}.{name}")
     value = getattr(importlib.import_module(_API[name]), name)
     globals()[name] = value
     return value

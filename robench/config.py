@@ -118,6 +118,17 @@ class EvaluateConfig:
 
 
 @dataclass
+class LogConfig:
+    tracker: str = _f(
+        "none",
+        doc="experiment tracker: none | tensorboard | mlflow | wandb (robench[trackers])",
+        choices=("none", "tensorboard", "mlflow", "wandb"),
+    )
+    project: str = _f("robench", doc="the W&B project or MLflow experiment")
+    every_steps: int = _f(20, doc="log the step loss and learning rate every N steps", lo=1)
+
+
+@dataclass
 class Config:
     name: str = _f("run", doc="a short name for the experiment (part of the run id)")
     seed: int = _f(0, doc="the one seed every random draw derives from", lo=0)
@@ -127,6 +138,7 @@ class Config:
     augment: AugmentConfig = field(default_factory=AugmentConfig, metadata={"doc": "augmentation"})
     train: TrainConfig = field(default_factory=TrainConfig, metadata={"doc": "training"})
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig, metadata={"doc": "evaluation"})
+    log: LogConfig = field(default_factory=LogConfig, metadata={"doc": "experiment tracking"})
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -49,6 +49,7 @@ from robench.runs import (
     write_records,
     write_tables,
 )
+from robench.trackers import Tracker, open_tracker
 from robench.training import Trainer
 
 
@@ -160,51 +161,65 @@ def _train(
         **cfg.augment.options,
     )
     distributed.on_main(lambda: write_config(run_dir, cfg))
-    trainer = Trainer(
-        model,
-        plugin,
-        train_data,
-        cfg.train,
-        seed=cfg.seed,
-        checkpoint=checkpoint,
-        log_csv=run_dir / "train_log.csv",
-        progress=progress,
-        detect_anomaly=detect_anomaly,
-    )
-    if state == "resume":
-        done = trainer.resume()
-        if progress:
-            print(f"resuming {run_dir.name} after epoch {done}/{cfg.train.epochs}")
-    start = time.perf_counter()
-    history = trainer.fit(stop_after)
-    if len(history) < cfg.train.epochs:
+    tracker = Tracker()
+    if main:
+        tracker = open_tracker(cfg.log.tracker, run_dir, Path(cfg.results_dir), cfg.log.project)
+    try:
+        tracker.log_config(cfg.to_dict())
+        trainer = Trainer(
+            model,
+            plugin,
+            train_data,
+            cfg.train,
+            seed=cfg.seed,
+            checkpoint=checkpoint,
+            log_csv=run_dir / "train_log.csv",
+            progress=progress,
+            detect_anomaly=detect_anomaly,
+            tracker=tracker,
+            log_every=cfg.log.every_steps,
+        )
+        if state == "resume":
+            done = trainer.resume()
+            if progress:
+                print(f"resuming {run_dir.name} after epoch {done}/{cfg.train.epochs}")
+        start = time.perf_counter()
+        history = trainer.fit(stop_after)
+        if len(history) < cfg.train.epochs:
+            return run_dir
+        doc: dict[str, Any] = {
+            "run_id": run_dir.name,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "config": cfg.to_dict(),
+            "seed": cfg.seed,
+            "data": {"train": train_data.identity.to_dict(), "test": test_data.identity.to_dict()},
+            "model": {"name": cfg.model.name, "parameters": count_parameters(model)},
+            "augment": {"method": cfg.augment.method, **plugin.describe()},
+            "training": {
+                "epochs": cfg.train.epochs,
+                "device": str(trainer.device),
+                "processes": distributed.world().size,
+                "amp_bf16": trainer.amp,
+                "batch_workers": trainer.batch_workers,
+                "seconds_this_session": time.perf_counter() - start,
+                "final_train_loss": history[-1].train_loss if history else None,
+                "final_train_error": history[-1].train_error if history else None,
+            },
+            "versions": package_versions(),
+            "machine": machine_info(),
+            "metrics": {},
+        }
+        distributed.on_main(lambda: write_metrics(run_dir, doc))
+        if evaluate_after:
+            evaluate_run(run_dir, cfg.evaluate.metrics, test_data=test_data, progress=progress)
+            if main:
+                final = read_metrics(run_dir)["metrics"]
+                tracker.log_final(
+                    {f"{m}/{k}": v for m, values in final.items() for k, v in values.items()}
+                )
         return run_dir
-    doc: dict[str, Any] = {
-        "run_id": run_dir.name,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "config": cfg.to_dict(),
-        "seed": cfg.seed,
-        "data": {"train": train_data.identity.to_dict(), "test": test_data.identity.to_dict()},
-        "model": {"name": cfg.model.name, "parameters": count_parameters(model)},
-        "augment": {"method": cfg.augment.method, **plugin.describe()},
-        "training": {
-            "epochs": cfg.train.epochs,
-            "device": str(trainer.device),
-            "processes": distributed.world().size,
-            "amp_bf16": trainer.amp,
-            "batch_workers": trainer.batch_workers,
-            "seconds_this_session": time.perf_counter() - start,
-            "final_train_loss": history[-1].train_loss if history else None,
-            "final_train_error": history[-1].train_error if history else None,
-        },
-        "versions": package_versions(),
-        "machine": machine_info(),
-        "metrics": {},
-    }
-    distributed.on_main(lambda: write_metrics(run_dir, doc))
-    if evaluate_after:
-        evaluate_run(run_dir, cfg.evaluate.metrics, test_data=test_data, progress=progress)
-    return run_dir
+    finally:
+        tracker.close()
 
 
 def load_run_config(run_dir: Path) -> Config:

@@ -42,6 +42,7 @@ _NOT_IDENTITY = {
     ("train", "dist_backend"),
     ("train", "dist_timeout_minutes"),
     ("evaluate",),
+    ("log",),
 }
 # Keys added after runs existed: left out of the run id while they hold their default, so
 # adding a key never renames (and so never retrains) the runs of configs that do not use it.

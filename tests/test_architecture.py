@@ -32,7 +32,9 @@ STAGES = {
     "reporting": {"data", "models", "augment", "evaluation"},
 }
 #: shared infrastructure below every stage: imports no stage
-INFRASTRUCTURE = {"config", "console", "devices", "distributed", "errors", "io", "registry", "runs"}
+INFRASTRUCTURE = {
+    "config", "console", "devices", "distributed", "errors", "io", "registry", "runs", "trackers",
+}  # fmt: skip
 
 
 def robench_imports(path: Path) -> set[str]:

@@ -55,6 +55,7 @@ _NOT_RECIPE = [
     ("train", "device"),
     ("evaluate", "metrics"),
     ("evaluate", "batch_size"),
+    ("log",),
     ("augment", "options"),  # the resolved options (metrics.json "augment") identify it instead
 ]
 

@@ -42,6 +42,7 @@ from robench.devices import resolve_device, use_amp
 from robench.errors import ConfigError, Interrupted, RobenchError
 from robench.io import atomic_write
 from robench.runs import load_checkpoint, save_checkpoint
+from robench.trackers import Tracker
 from robench.training.batch_stage import Batch, BatchStage, BatchWorkers, batch_stage
 from robench.training.sync_batchnorm import sync_batch_norm
 
@@ -139,6 +140,8 @@ class Trainer:
         log_csv: Path,
         progress: bool = True,
         detect_anomaly: bool = False,
+        tracker: Tracker | None = None,
+        log_every: int = 20,
     ) -> None:
         self.world = distributed.world()
         self.device = distributed.rank_device(resolve_device(cfg.device))
@@ -147,6 +150,8 @@ class Trainer:
         self.checkpoint, self.log_csv = checkpoint, log_csv
         self.progress = progress and self.world.main
         self.detect_anomaly = detect_anomaly
+        self.tracker = tracker if tracker is not None and self.world.main else Tracker()
+        self.log_every = log_every
         memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.memory_format = memory_format
         if self.world.size > 1:
@@ -352,6 +357,10 @@ class Trainer:
                 if step % 20 == 0 or last:
                     self._check_finite(loss_sum, epoch, step)
                     steps_bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}")
+                if (step + 1) % self.log_every == 0:
+                    lr = self.optimizer.param_groups[0]["lr"]
+                    at = epoch * self.steps_per_epoch + step + 1
+                    self.tracker.log({"train/loss": loss.item(), "train/lr": lr}, at)
                 if not last and distributed.any_rank(self._checkpoint_due(step)):
                     self._check_finite(loss_sum, epoch, step)
                     totals = self._totals(loss_sum, wrong_sum, seen)
@@ -427,6 +436,10 @@ class Trainer:
                 self.save(epoch + 1, self.partial)
                 if self.world.main:
                     self._write_log()
+                self.tracker.log(
+                    {f"epoch/{k}": v for k, v in vars(stats).items() if k != "epoch"},
+                    (epoch + 1) * self.steps_per_epoch,
+                )
                 say(
                     f"epoch {stats.epoch}/{self.cfg.epochs}: loss {stats.train_loss:.4f}, "
                     f"train error {stats.train_error:.2f} %, {stats.images_per_s:.0f} img/s",
