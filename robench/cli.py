@@ -314,23 +314,23 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 def cmd_list(args: argparse.Namespace) -> None:
     """One row per method, metric, data set and CIFAR model (the first two words of a row are
-    its kind and name, which scripts rely on), then any plugins left out and why."""
-    from robench.data.datasets import BUILTIN_DATASETS
-    from robench.plugins import PROBLEMS, REGISTRIES
-    from robench.registry import BUILT_IN
+    its kind and name, which scripts rely on), then any plugins left out and why. Without
+    third-party plugins the rows come from the catalogue, without importing torch."""
+    from robench import catalogue
 
+    plugins = catalogue.third_party_installed()
     rows = [("kind", "name", "origin", "description")]
-    for kind, registry in REGISTRIES.items():
-        if kind == "dataset":
-            rows += [(kind, name, BUILT_IN, text) for name, text in BUILTIN_DATASETS.items()]
-        rows += [(kind, e.name, e.origin, e.description) for e in registry.entries()]
+    rows += catalogue.collect() if plugins else catalogue.built_in()
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     for row in rows:
         print("  ".join([*(cell.ljust(w) for cell, w in zip(row, widths, strict=False)), row[3]]))
-    if PROBLEMS:
-        print("\nfailed plugins (left out; robench works without them):")
-        for problem in PROBLEMS:
-            print(f"  ! {problem}")
+    if plugins:
+        from robench.plugins import PROBLEMS
+
+        if PROBLEMS:
+            print("\nfailed plugins (left out; robench works without them):")
+            for problem in PROBLEMS:
+                print(f"  ! {problem}")
 
 
 def _csv_list(text: str | None, flag: str = "the list") -> list[str] | None:
