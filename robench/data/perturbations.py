@@ -294,25 +294,3 @@ def perturb(
 ) -> np.ndarray:
     """One image's sequence (T, H, W, 3); identical to its row of :func:`perturb_batch`."""
     return perturb_batch(np.asarray(image)[None], name, [rng], difficulty=difficulty)[0]
-
-
-def flip_probability(predictions: np.ndarray, noise: bool, *, difficulty: int = 1) -> float:
-    """cifar-p-eval's ``flip_prob``: the mean over sequences of the fraction of flipped frames.
-
-    Noise sequences compare every frame with frame 0 (the clean image) and ignore difficulty;
-    the others compare consecutive frames ``difficulty`` apart, over every starting offset
-    (``ImageNet-P/cifar-p-eval.py``). ``predictions`` is (n_sequences, T) class indices.
-    """
-    preds = np.asarray(predictions)
-    if preds.ndim != 2 or preds.shape[0] == 0 or preds.shape[1] < 2:
-        raise ConfigError(f"predictions must be (n_sequences, frames >= 2); got {preds.shape}")
-    step = 1 if noise else difficulty
-    if not 1 <= step < preds.shape[1]:
-        raise ConfigError(f"difficulty {difficulty} needs more than {step} frames")
-    flips = []
-    for start in range(step):
-        sub = preds[:, start::step]
-        reference = sub[:, :1] if noise else sub[:, :-1]
-        flips.append(sub[:, 1:] != reference)
-    per_sequence = np.concatenate(flips, axis=1).mean(axis=1)
-    return float(per_sequence.mean())

@@ -14,97 +14,11 @@ import torch
 
 from robench.data.datasets import ImageData
 from robench.evaluation.base import METRICS, EvalContext, MetricResult, predict_logits
-
-
-def _check(confidence: np.ndarray, correct: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    conf = np.asarray(confidence, dtype=np.float64).ravel()
-    corr = np.asarray(correct, dtype=np.float64).ravel()
-    if conf.size == 0 or conf.shape != corr.shape:
-        raise ValueError(f"need equal-length, non-empty inputs; got {conf.shape}, {corr.shape}")
-    return conf, corr
-
-
-def rms_calibration_error(
-    confidence: np.ndarray,
-    correct: np.ndarray,
-    *,
-    bin_size: int = 100,
-    skip_last_bin: bool = False,
-) -> float:
-    """RMS calibration error as a fraction (Hendrycks ``calib_err``, p = 2).
-
-    Examples are sorted by confidence (stable sort) and cut into ``N // bin_size`` consecutive
-    bins of ``bin_size``; the last bin absorbs the remainder. RMS = sqrt(sum_b n_b/N *
-    (mean conf_b - accuracy_b)^2). With fewer than ``bin_size`` examples there is one bin.
-
-    ``skip_last_bin=True`` reproduces the reference loop, which leaves out the most confident
-    bin but keeps N in the weights (``calib_err`` in ``hendrycks/outlier-exposure``
-    ``utils/calibration_tools.py``; docs/metrics.md#calibration). We default to False because
-    that bin holds the most over-confident predictions, exactly what the metric exists to catch;
-    results record which mode was used so reference-compatible numbers stay available.
-    """
-    conf, corr = _check(confidence, correct)
-    if bin_size < 1:
-        raise ValueError(f"bin_size must be >= 1, got {bin_size}")
-    order = np.argsort(conf, kind="stable")
-    conf, corr = conf[order], corr[order]
-    n_bins = max(conf.size // bin_size, 1)
-    starts = np.arange(n_bins) * bin_size
-    counts = np.diff(np.append(starts, conf.size))
-    gaps = (np.add.reduceat(conf, starts) - np.add.reduceat(corr, starts)) / counts
-    terms = counts / conf.size * gaps**2
-    if skip_last_bin:
-        terms = terms[:-1]
-    return float(np.sqrt(terms.sum()))
-
-
-def _equal_width_bins(
-    conf: np.ndarray, corr: np.ndarray, n_bins: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Edges, counts, confidence sums and correct sums of right-closed bins (lo, hi].
-
-    Confidence 0 goes into the first bin (the ECE binning of Guo et al., ICML 2017,
-    arXiv:1706.04599).
-    """
-    if n_bins < 1:
-        raise ValueError(f"n_bins must be >= 1, got {n_bins}")
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
-    index = np.clip(np.searchsorted(edges, conf, side="left") - 1, 0, n_bins - 1)
-    count = np.bincount(index, minlength=n_bins)
-    conf_sum = np.bincount(index, weights=conf, minlength=n_bins)
-    corr_sum = np.bincount(index, weights=corr, minlength=n_bins)
-    return edges, count, conf_sum, corr_sum
-
-
-def expected_calibration_error(
-    confidence: np.ndarray, correct: np.ndarray, *, n_bins: int = 15
-) -> float:
-    """ECE as a fraction (Guo et al.): sum_b n_b/N * |accuracy_b - confidence_b|, empty bins 0."""
-    conf, corr = _check(confidence, correct)
-    _, _, conf_sum, corr_sum = _equal_width_bins(conf, corr, n_bins)
-    return float(np.abs(corr_sum - conf_sum).sum() / conf.size)
-
-
-def reliability_table(
-    confidence: np.ndarray, correct: np.ndarray, *, n_bins: int = 15
-) -> pd.DataFrame:
-    """Per equal-width bin: edges, count, mean confidence, accuracy (NaN when empty).
-
-    The data behind a reliability diagram, binned exactly as :func:`expected_calibration_error`.
-    """
-    conf, corr = _check(confidence, correct)
-    edges, count, conf_sum, corr_sum = _equal_width_bins(conf, corr, n_bins)
-    with np.errstate(invalid="ignore"):
-        mean_conf, accuracy = conf_sum / count, corr_sum / count
-    return pd.DataFrame(
-        {
-            "bin_lower": edges[:-1],
-            "bin_upper": edges[1:],
-            "count": count,
-            "mean_confidence": mean_conf,
-            "accuracy": accuracy,
-        }
-    )
+from robench.evaluation.functional import (
+    expected_calibration_error,
+    reliability_table,
+    rms_calibration_error,
+)
 
 
 def confidence_and_correct(

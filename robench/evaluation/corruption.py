@@ -36,7 +36,8 @@ from robench.data.folders import (
 )
 from robench.errors import ConfigError, DataError
 from robench.evaluation.base import METRICS, EvalContext, MetricResult, predict_logits
-from robench.evaluation.calibration import confidence_and_correct, rms_calibration_error
+from robench.evaluation.calibration import confidence_and_correct
+from robench.evaluation.functional import ALEXNET_ERRORS, alexnet_mce, rms_calibration_error
 
 
 def eval_subset(n_test: int, n: int, seed: int) -> np.ndarray:
@@ -236,80 +237,6 @@ def _from_folder(
             index = eval_subset(len(files), n_per_severity, seed)
             images = FolderImages(files, size, size, workers).subset(index)
             yield name, severity, images, torch.from_numpy(labels[index]), index
-
-
-#: AlexNet's ImageNet-C top-1 errors (%), per corruption averaged over severities 1-5
-#: (torchvision's AlexNet, as hard-coded in ``google-research/augmix`` ``imagenet.py``)
-ALEXNET_ERRORS = {
-    "gaussian_noise": 88.6428,
-    "shot_noise": 89.4468,
-    "impulse_noise": 92.2640,
-    "defocus_blur": 81.9880,
-    "glass_blur": 82.6268,
-    "motion_blur": 78.5948,
-    "zoom_blur": 79.8360,
-    "snow": 86.6816,
-    "frost": 82.6572,
-    "fog": 81.9324,
-    "brightness": 56.4592,
-    "contrast": 85.3204,
-    "elastic_transform": 64.6056,
-    "pixelate": 71.7840,
-    "jpeg_compression": 60.6500,
-}
-#: AlexNet's clean ImageNet top-1 error (%): torchvision IMAGENET1K_V1 weights, acc@1 56.522
-ALEXNET_CLEAN_ERROR = 100.0 - 56.522
-
-
-def alexnet_mce(errors: pd.DataFrame, *, clean_error: float) -> dict[str, float]:
-    """ImageNet-C mCE and relative mCE (%) normalised by AlexNet (Hendrycks & Dietterich).
-
-    ``errors``: (corruption, severity, error %) of ImageNet-C corruptions, all five severities of
-    each: AlexNet's errors are known as means over the five, so sum_s E^AlexNet_{s,c} = 5 x mean
-    is exact only then. ``clean_error`` (%) is the model's, for the relative mCE (NaN: NaN).
-    """
-    unknown = sorted(set(errors["corruption"]) - set(ALEXNET_ERRORS))
-    if unknown:
-        raise ConfigError(f"AlexNet mCE: no AlexNet errors for {', '.join(unknown)}")
-    levels = errors.groupby("corruption")["severity"].apply(sorted)
-    partial = [name for name, found in levels.items() if found != list(SEVERITIES)]
-    if partial:
-        raise ConfigError(f"AlexNet mCE needs severities 1-5 of every corruption; not {partial}")
-    reference = pd.DataFrame(
-        [
-            {"corruption": name, "severity": level, "error": ALEXNET_ERRORS[name]}
-            for name in levels.index
-            for level in SEVERITIES
-        ]
-    )
-    return mce(
-        errors, reference, clean_error=clean_error, reference_clean_error=ALEXNET_CLEAN_ERROR
-    )
-
-
-def mce(
-    errors: pd.DataFrame,
-    reference: pd.DataFrame,
-    *,
-    clean_error: float,
-    reference_clean_error: float,
-) -> dict[str, float]:
-    """mCE and relative mCE (Hendrycks & Dietterich), normalised by a reference run, in %.
-
-    ``errors``/``reference``: tables with columns corruption, severity, error (%).
-    CE_c = sum_s E_{s,c} / sum_s E^ref_{s,c}; relative CE_c uses E - E_clean in both sums.
-    """
-    key = ["corruption", "severity"]
-    both = errors.merge(reference, on=key, suffixes=("", "_ref"), validate="one_to_one")
-    if len(both) != len(errors):
-        raise ConfigError("mCE: the reference run lacks some (corruption, severity) pairs")
-    sums = both.groupby("corruption")[["error", "error_ref"]].sum()
-    counts = both.groupby("corruption").size()
-    ce = sums["error"] / sums["error_ref"]
-    rel = (sums["error"] - counts * clean_error) / (
-        sums["error_ref"] - counts * reference_clean_error
-    )
-    return {"mce": 100.0 * float(ce.mean()), "relative_mce": 100.0 * float(rel.mean())}
 
 
 #: the values ``corruption`` returns (``*``: a corruption's name)

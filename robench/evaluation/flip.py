@@ -17,9 +17,10 @@ import torch
 
 from robench.data.corrupted_sets import ensure_cifar_p, load_cifar_p
 from robench.data.datasets import ImageData
-from robench.data.perturbations import TEST_PERTURBATIONS, flip_probability, is_noise
+from robench.data.perturbations import TEST_PERTURBATIONS, is_noise
 from robench.evaluation.base import METRICS, EvalContext, MetricResult, predict_logits
 from robench.evaluation.corruption import eval_subset
+from robench.evaluation.functional import flip_probability
 
 
 @METRICS.register("flip", description="CIFAR-P flip probability per perturbation and mFP")

@@ -17,6 +17,7 @@ from robench.data.datasets import ImageData
 from robench.data.ood import DEFAULT_SETS, load_ood_set
 from robench.errors import ConfigError, DataError
 from robench.evaluation.base import METRICS, EvalContext, MetricResult, predict_logits
+from robench.evaluation.functional import ood_measures
 from robench.io import derive_seed
 
 SCORES = ("msp", "energy", "max_logit")
@@ -39,43 +40,6 @@ def ood_score(logits: torch.Tensor, score: str = "msp") -> np.ndarray:
     if score == "max_logit":
         return logits.amax(1).numpy()
     raise ValueError(f"score must be one of {SCORES}, got {score!r}")
-
-
-def fpr_at_recall(is_ood: np.ndarray, anomaly: np.ndarray, recall_level: float = 0.95) -> float:
-    """FPR at the distinct-score threshold whose OOD recall is closest to ``recall_level``.
-
-    As OE's ``fpr_and_fdr_at_recall``: sort by anomaly descending, cumulate true positives at the
-    end of each run of equal scores, keep thresholds up to the first reaching full recall, and
-    take the first argmin of |recall - level| counting from the lowest threshold.
-    """
-    order = np.argsort(anomaly, kind="mergesort")[::-1]
-    score, positive = anomaly[order], is_ood[order].astype(bool)
-    ends = np.r_[np.flatnonzero(np.diff(score)), score.size - 1]
-    tps = np.cumsum(positive, dtype=np.float64)[ends]
-    fps = 1 + ends - tps
-    last = tps.searchsorted(tps[-1])
-    recall, fps = (tps / tps[-1])[last::-1], fps[last::-1]
-    cutoff = np.argmin(np.abs(recall - recall_level))
-    return float(fps[cutoff] / np.sum(~positive))
-
-
-def ood_measures(score_in: np.ndarray, score_out: np.ndarray) -> dict[str, float]:
-    """AUROC, AUPR and FPR95 as fractions, OOD positive, from in-distribution scores
-    (higher = more in-distribution, e.g. MSP) of in-distribution and OOD examples."""
-    # Imported here: scikit-learn's metrics take about a second to import, `robench --help` none.
-    from sklearn.metrics import average_precision_score, roc_auc_score
-
-    score_in = np.asarray(score_in, dtype=np.float64).ravel()
-    score_out = np.asarray(score_out, dtype=np.float64).ravel()
-    if score_in.size == 0 or score_out.size == 0:
-        raise ValueError("ood_measures needs at least one in-distribution and one OOD score")
-    anomaly = -np.r_[score_out, score_in]
-    is_ood = np.r_[np.ones(score_out.size), np.zeros(score_in.size)]
-    return {
-        "auroc": float(roc_auc_score(is_ood, anomaly)),
-        "aupr": float(average_precision_score(is_ood, anomaly)),
-        "fpr95": fpr_at_recall(is_ood, anomaly),
-    }
 
 
 @METRICS.register("ood", description="OOD detection AUROC/AUPR/FPR95 (MSP) vs synthetic sets")

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from robench.errors import ConfigError
-from robench.evaluation.corruption import alexnet_mce, mce
+from robench.evaluation.functional import alexnet_mce, mce
 from robench.io import atomic_write, hash_text
 from robench.runs import list_runs, read_metrics, runs_root
 

@@ -22,12 +22,8 @@ from robench.data.folders import random_resized_crop_box
 from robench.errors import ConfigError, DataError
 from robench.evaluation import METRICS, EvalContext, check_metrics
 from robench.evaluation.base import predict_logits
-from robench.evaluation.corruption import (
-    ALEXNET_CLEAN_ERROR,
-    ALEXNET_ERRORS,
-    alexnet_mce,
-    resolve_constants,
-)
+from robench.evaluation.corruption import resolve_constants
+from robench.evaluation.functional import ALEXNET_CLEAN_ERROR, ALEXNET_ERRORS, alexnet_mce
 from robench.pipeline import train
 from robench.runs import read_metrics
 

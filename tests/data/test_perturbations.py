@@ -10,6 +10,7 @@ import pytest
 
 from robench.data import perturbations as P
 from robench.errors import ConfigError
+from robench.evaluation.functional import flip_probability
 
 GOLDENS = Path("/work/shared/goldens/metrics.json")
 
@@ -32,31 +33,31 @@ def images() -> np.ndarray:
 @pytest.mark.skipif(not GOLDENS.is_file(), reason="shared goldens not available")
 def test_flip_probability_matches_reference():
     for case in json.loads(GOLDENS.read_text())["flip"]:
-        got = P.flip_probability(np.array(case["predictions"]), case["noise_perturbation"])
+        got = flip_probability(np.array(case["predictions"]), case["noise_perturbation"])
         assert got == pytest.approx(case["flip_probability"], abs=1e-6)
 
 
 def test_flip_probability_by_hand():
     preds = np.array([[0, 0, 1, 1, 0], [2, 2, 2, 2, 2]])
     # consecutive: seq 0 flips at 0->1? no; 0->1 yes; 1->1 no; 1->0 yes: 2 of 4; seq 1: 0 of 4
-    assert P.flip_probability(preds, noise=False) == pytest.approx((2 / 4 + 0) / 2)
+    assert flip_probability(preds, noise=False) == pytest.approx((2 / 4 + 0) / 2)
     # noise: against frame 0: 0, 1, 1, 0 -> 2 of 4 (the same here by chance), then a real split
-    assert P.flip_probability(preds, noise=True) == pytest.approx(0.25)
+    assert flip_probability(preds, noise=True) == pytest.approx(0.25)
     preds = np.array([[0, 1, 0, 1]])
-    assert P.flip_probability(preds, noise=False) == 1.0
-    assert P.flip_probability(preds, noise=True) == pytest.approx(2 / 3)  # 1, 0, 1 vs frame 0
+    assert flip_probability(preds, noise=False) == 1.0
+    assert flip_probability(preds, noise=True) == pytest.approx(2 / 3)  # 1, 0, 1 vs frame 0
     # difficulty 2: sub-sequences [0, 0] and [1, 1] never flip; noise ignores difficulty
-    assert P.flip_probability(preds, noise=False, difficulty=2) == 0.0
-    assert P.flip_probability(preds, noise=True, difficulty=2) == pytest.approx(2 / 3)
+    assert flip_probability(preds, noise=False, difficulty=2) == 0.0
+    assert flip_probability(preds, noise=True, difficulty=2) == pytest.approx(2 / 3)
 
 
 def test_flip_probability_checks():
     with pytest.raises(ConfigError):
-        P.flip_probability(np.zeros((3,)), noise=False)
+        flip_probability(np.zeros((3,)), noise=False)
     with pytest.raises(ConfigError):
-        P.flip_probability(np.zeros((2, 1)), noise=False)
+        flip_probability(np.zeros((2, 1)), noise=False)
     with pytest.raises(ConfigError):
-        P.flip_probability(np.zeros((2, 3)), noise=False, difficulty=3)
+        flip_probability(np.zeros((2, 3)), noise=False, difficulty=3)
 
 
 # --------------------------------------------------------------------------- sequences

@@ -11,8 +11,8 @@ import torch
 
 from robench.data.datasets import DataIdentity, ImageData
 from robench.evaluation.base import EvalContext
-from robench.evaluation.calibration import (
-    calibration,
+from robench.evaluation.calibration import calibration
+from robench.evaluation.functional import (
     expected_calibration_error,
     reliability_table,
     rms_calibration_error,

@@ -9,8 +9,9 @@ import torch
 
 from robench.data.datasets import DataIdentity, ImageData
 from robench.evaluation.base import EvalContext
-from robench.evaluation.corruption import corruption, eval_subset, mce
+from robench.evaluation.corruption import corruption, eval_subset
 from robench.evaluation.flip import flip
+from robench.evaluation.functional import mce
 
 
 def _data(n: int = 40, classes: int = 4) -> ImageData:

@@ -14,7 +14,8 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from robench.data.datasets import DataIdentity, ImageData
 from robench.errors import ConfigError, DataError
 from robench.evaluation.base import EvalContext
-from robench.evaluation.ood import ood, ood_measures, ood_score
+from robench.evaluation.functional import ood_measures
+from robench.evaluation.ood import ood, ood_score
 
 GOLDENS = Path(__file__).resolve().parents[3] / "shared" / "goldens" / "metrics.json"
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from robench.evaluation.calibration import (
+from robench.evaluation.functional import (
     expected_calibration_error,
     reliability_table,
     rms_calibration_error,

@@ -11,7 +11,7 @@ import pytest
 from fabricate import fabricate_run
 
 from robench.errors import ConfigError
-from robench.evaluation.corruption import alexnet_mce, mce
+from robench.evaluation.functional import alexnet_mce, mce
 from robench.reporting.tables import gather_runs
 from robench.runs import read_metrics
 
