@@ -369,6 +369,60 @@ def cmd_gallery(args: argparse.Namespace) -> None:
     print(f"wrote {out}")
 
 
+def _bench_parsers(sub: argparse._SubParsersAction) -> None:
+    """``robench bench STAGE``: each stage with the flags it uses, the shared ones alike."""
+    bench = sub.add_parser("bench", help="throughput benchmarks (images/s) on this machine")
+    stages = bench.add_subparsers(dest="stage", required=True, metavar="STAGE")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--images", type=int, default=256, help="images per measurement (256)")
+    common.add_argument("--seed", type=int, default=0)
+    common.add_argument("--csv", help="also write the table to this CSV file")
+    device = argparse.ArgumentParser(add_help=False)
+    device.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    model = argparse.ArgumentParser(add_help=False)
+    model.add_argument("--model", default="wrn_16_2", help="the model (wrn_16_2)")
+    methods = argparse.ArgumentParser(add_help=False)
+    methods.add_argument("--methods", help="comma-separated methods (default: all registered)")
+
+    def stage(name: str, text: str, *parents: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p = stages.add_parser(name, help=text, description=text, parents=[common, *parents])
+        p.set_defaults(func=cmd_bench)
+        return p
+
+    stage("augment", "images/s of each augmentation (the batch path on --device)", device, methods)
+    p = stage("train", "training steps per method against a reference step", device, model, methods)
+    p.add_argument(
+        "--option",
+        action="append",
+        metavar="METHOD.KEY=VALUE",
+        help="a method option, e.g. ipmix.path=sample",
+    )
+    p.add_argument(
+        "--variant",
+        action="append",
+        metavar="KEY=VALUE[,KEY=VALUE]",
+        help="[train] settings to time, each against its own reference in this "
+        "process; repeat to compare (--variant batch_workers=0 --variant "
+        "batch_workers=2)",
+    )
+    p.add_argument("--workers", type=int, default=0, help="DataLoader workers (per-sample path)")
+    stage("eval", "inference images/s per batch size, as the evaluator runs it", device, model)
+    p = stage("suite", "seconds of each metric of the evaluator suite", device, model)
+    p.add_argument("--dataset", help="the test set, e.g. imagefolder:PATH or cifar10")
+    p.add_argument("--data-root", help="where cifar10/cifar100 live")
+    p.add_argument("--metrics", help="comma-separated metrics (default: all)")
+    p.add_argument(
+        "--option",
+        action="append",
+        metavar="METRIC.KEY=VALUE",
+        help="a metric option, e.g. pgd.n=1000",
+    )
+    p.add_argument("--batch-size", type=int, default=1000, help="inference batch (1000)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p = stage("corrupt", "corruption generation: ms per image, images/s on 1 and N cores")
+    p.add_argument("--workers", type=int, default=0, help="processes (0 = all cores)")
+
+
 def cmd_bench(args: argparse.Namespace) -> None:
     if args.stage == "augment":
         from robench.augment import AUGMENTATIONS
@@ -632,40 +686,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_corrupt)
 
-    p = sub.add_parser("bench", help="throughput benchmarks (images/s) on this machine")
-    p.add_argument(
-        "stage", choices=["augment", "train", "eval", "suite", "corrupt"], help="what to measure"
-    )
-    p.add_argument("--model", default="wrn_16_2", help="train/eval/suite: the model (wrn_16_2)")
-    p.add_argument(
-        "--device", default="auto", help="augment (batch path)/train/eval/suite: auto | cpu | cuda"
-    )
-    p.add_argument("--dataset", help="suite: the test set, e.g. imagefolder:PATH")
-    p.add_argument("--data-root", help="suite: where cifar10/cifar100 live")
-    p.add_argument("--metrics", help="suite: comma-separated metrics (default: all)")
-    p.add_argument(
-        "--option",
-        action="append",
-        metavar="NAME.KEY=VALUE",
-        help="train: a method option (ipmix.path=sample); suite: a metric option (pgd.n=1000)",
-    )
-    p.add_argument("--batch-size", type=int, default=1000, help="suite: inference batch (1000)")
-    p.add_argument(
-        "--variant",
-        action="append",
-        metavar="KEY=VALUE[,KEY=VALUE]",
-        help="train: [train] settings to time, each variant against its own reference in this "
-        "process; repeat to compare (--variant batch_workers=0 --variant batch_workers=2)",
-    )
-    p.add_argument("--quiet", action="store_true", help="suite: no progress bars")
-    p.add_argument(
-        "--workers", type=int, default=0, help="corrupt: processes (0 = all cores); train: loader"
-    )
-    p.add_argument("--methods", help="comma-separated methods (default: all registered)")
-    p.add_argument("--images", type=int, default=256, help="images per measurement (256)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--csv", help="also write the table to this CSV file")
-    p.set_defaults(func=cmd_bench)
+    _bench_parsers(sub)
 
     p = sub.add_parser(
         "list", help="list methods, metrics, data sets and CIFAR models, built-in and plugins"

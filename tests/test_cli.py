@@ -150,3 +150,17 @@ def test_a_closed_pipe_ends_quietly(repo_root) -> None:
     )
     os.close(write_end)
     assert (proc.returncode, proc.stderr) == (141, "")
+
+
+REFUSED = {"augment": "--variant", "train": "--dataset", "eval": "--workers", "suite": "--variant"}
+
+
+@pytest.mark.parametrize("stage", ["augment", "train", "eval", "suite", "corrupt"])
+def test_bench_stages_share_their_common_flags_and_refuse_others(stage) -> None:
+    from robench.cli import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(["bench", stage, "--images", "8", "--seed", "3", "--csv", "x.csv"])
+    assert (args.stage, args.images, args.seed, args.csv) == (stage, 8, 3, "x.csv")
+    with pytest.raises(SystemExit):  # a flag of another stage
+        parser.parse_args(["bench", stage, REFUSED.get(stage, "--model"), "x"])
