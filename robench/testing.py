@@ -37,7 +37,7 @@ import torch
 from robench.augment.base import Augmentation, create_augmentation
 from robench.data.datasets import DataIdentity, ImageData, check_same_classes, load_dataset
 from robench.errors import ConfigError, RobenchError
-from robench.evaluation.base import METRICS, EvalContext, MetricResult
+from robench.evaluation.base import METRICS, EvalContext, MetricResult, ValueInfo
 from robench.models import create_model
 
 __all__ = [
@@ -266,11 +266,12 @@ def check_metric(
     data: ImageData | None = None,
 ) -> MetricResult:
     """Check a metric plugin (a registered name or the callable) on a tiny model; returns its
-    result.
+        result.
 
-    Runs it twice with the same seed (the values must agree) and checks the result's types, that
-    the values are finite numbers and among its declared ``value_names`` (when it declares them),
-    and that neither the model nor the data changed.
+        Runs it twice with the same seed (the values must agree) and checks the result's types,
+    that the values are finite numbers and among those it declares in ``metric.values`` (when it
+    does), that each declared headline value is returned, and that neither the model nor the
+    data changed.
     """
     fn = METRICS.get(metric) if isinstance(metric, str) else metric
     what = f"metric {_label(metric)}"
@@ -312,23 +313,24 @@ def check_metric(
     )
     state = model.state_dict()
     _require(all(torch.equal(state[k], v) for k, v in params.items()), what, "modified the model")
-    declared = getattr(fn, "value_names", None)
+    declared = getattr(fn, "values", None)
     if declared is not None:
+        try:
+            infos = {
+                name: info if isinstance(info, ValueInfo) else ValueInfo(**info)
+                for name, info in dict(declared).items()
+            }
+        except (TypeError, ValueError) as err:
+            raise AssertionError(f"{what}: malformed metric.values ({err})") from None
         for name in first.values:
             _require(
-                any(fnmatch.fnmatchcase(name, pattern) for pattern in declared),
+                any(fnmatch.fnmatchcase(name, pattern) for pattern in infos),
                 what,
-                f"value {name!r} is not among its value_names {tuple(declared)}",
+                f"value {name!r} is not among its declared values {tuple(infos)}",
             )
-    headline = getattr(fn, "headline", None) or {}
-    for name, info in dict(headline).items():
-        _require(name in first.values, what, f"headline value {name!r} is not among its values")
-        keys = set(info) if isinstance(info, dict) else set()
-        _require(
-            {"title", "unit"} <= keys <= {"title", "unit", "higher_is_better"},
-            what,
-            f"headline {name!r} must be {{title, unit[, higher_is_better]}}, got {info!r}",
-        )
+        for name, info in infos.items():
+            if info.headline:
+                _require(name in first.values, what, f"headline value {name!r} is not returned")
     return first
 
 

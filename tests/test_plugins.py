@@ -24,7 +24,7 @@ from robench.data import load_dataset
 from robench.data.datasets import DATASETS
 from robench.errors import ConfigError, DataError
 from robench.evaluation import METRICS
-from robench.evaluation.base import MetricResult
+from robench.evaluation.base import MetricResult, ValueInfo
 from robench.models import create_model
 from robench.pipeline import evaluate_run, train
 from robench.plugins import MODELS, PROBLEMS, discover
@@ -436,7 +436,7 @@ def undeclared_value(model, data, ctx) -> MetricResult:
     return MetricResult(values={"x": 1.0, "y_extra": 2.0})
 
 
-undeclared_value.value_names = ("x", "y_*_z")
+undeclared_value.values = {"x": ValueInfo("x"), "y_*_z": ValueInfo("y")}
 
 
 @pytest.mark.parametrize(
@@ -446,7 +446,7 @@ undeclared_value.value_names = ("x", "y_*_z")
         (writes_data, "modified the test data"),
         (trains_model, "modified the model"),
         (not_a_number, "value 'x' is str, not a number"),
-        (undeclared_value, r"value 'y_extra' is not among its value_names \('x', 'y_\*_z'\)"),
+        (undeclared_value, r"value 'y_extra' is not among its declared values \('x', 'y_\*_z'\)"),
     ],
 )
 def test_check_metric_catches(metric: Callable[..., MetricResult], message: str) -> None:

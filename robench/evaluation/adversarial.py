@@ -24,9 +24,11 @@ from robench.console import bar
 from robench.data.datasets import ImageData
 from robench.errors import ConfigError
 from robench.evaluation.base import (
+    EXAMPLES,
     METRICS,
     EvalContext,
     MetricResult,
+    ValueInfo,
     gather_shards,
     predict_logits,
     shard,
@@ -272,7 +274,10 @@ def pgd(
 
 
 #: the values ``pgd`` returns
-pgd.value_names = ("pgd_error", "pgd_clean_error_on_subset")  # type: ignore[attr-defined]
+pgd.values = {  # type: ignore[attr-defined]
+    "pgd_error": ValueInfo("PGD error", headline=True, ci=EXAMPLES),
+    "pgd_clean_error_on_subset": ValueInfo("Clean error on the attacked images"),
+}
 
 
 def _check_options(**options: Any) -> None:

@@ -7,13 +7,14 @@ and per-example records (so reports can bootstrap confidence intervals and pair 
 
 A metric may also carry ``metric.validate(**options)``: called with the configured options
 before any work (before training, too), it raises a ``ConfigError``/``DataError`` for options
-that cannot work, such as a benchmark folder that is not there. And ``metric.headline``,
-``{value name: {"title": ..., "unit": ..., "higher_is_better": False}}``, names the values that
-``robench report`` treats as headline numbers: leaderboard columns (mean, std and CI over
-seeds), a bar chart, page columns, after the built-in ones. And ``metric.value_names``, the
-names of the values it returns (``*`` stands for a part that depends on the options, e.g.
-``corruption_error_*``): claims that name a value no metric declares are refused before any
-data is read.
+that cannot work, such as a benchmark folder that is not there.
+
+Every metric, built-in or plugin, declares the values it returns in ``metric.values``: value
+name -> :class:`ValueInfo` (title, unit, direction, headline or not, interval method; ``*`` in a
+name stands for a part that depends on the options, e.g. ``corruption_error_*``). The report,
+the leaderboard, the plots and the claims read them from there (the torchmetrics way: the
+metadata sits on the metric). Claims that name a value no metric declares are refused before
+any data is read.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from robench.console import bar
 from robench.data.datasets import ImageData
 from robench.data.folders import FolderImages
 from robench.devices import resolve_device
+from robench.errors import RobenchError
 from robench.io import cache_dir
 from robench.registry import Registry
 
@@ -72,10 +74,59 @@ class Metric(Protocol):
 
 METRICS: Registry[Metric] = Registry("metric")
 
+#: how an interval is computed: over seeds only, or also (with one seed) by a bootstrap over
+#: the test examples of the run, for values that are means of per-example outcomes
+SEEDS, EXAMPLES = "seeds", "examples"
+
+
+@dataclass(frozen=True)
+class ValueInfo:
+    """How one value a metric returns is reported.
+
+    ``headline`` values get a leaderboard column (mean, std and 95 % interval over seeds), a
+    bar chart and a page column; the others reach runs.csv and claims. ``short`` names the
+    column (``title`` when empty). ``ci``: :data:`SEEDS`, or :data:`EXAMPLES` where one run's
+    records allow a bootstrap over its test examples (robench.reporting.examples)."""
+
+    title: str
+    unit: str = "%"
+    higher_is_better: bool = False
+    headline: bool = False
+    short: str = ""
+    ci: str = SEEDS
+
+    def __post_init__(self) -> None:
+        if self.ci not in (SEEDS, EXAMPLES):
+            raise ValueError(f"ci must be {SEEDS!r} or {EXAMPLES!r}, got {self.ci!r}")
+
+    @property
+    def column(self) -> str:
+        return self.short or self.title
+
+    @property
+    def better(self) -> str:
+        return "higher is better" if self.higher_is_better else "lower is better"
+
+
+def metric_values(name: str) -> dict[str, ValueInfo]:
+    """What metric ``name`` declares in ``metric.values`` (a plugin may give plain dicts of the
+    same fields); a malformed declaration is one error naming the metric."""
+    declared = getattr(METRICS.get(name), "values", None) or {}
+    try:
+        return {
+            value: info if isinstance(info, ValueInfo) else ValueInfo(**info)
+            for value, info in dict(declared).items()
+        }
+    except (TypeError, ValueError) as err:
+        raise RobenchError(
+            f"metric {name!r} declares malformed values ({err}); metric.values must map value "
+            "names to ValueInfo(title, unit, higher_is_better, headline, short, ci)"
+        ) from None
+
 
 def declared_values() -> list[str]:
     """The value names (``*``: a wildcard) that the registered metrics declare they return."""
-    return [v for name in METRICS.names() for v in getattr(METRICS.get(name), "value_names", ())]
+    return [v for name in METRICS.names() for v in metric_values(name)]
 
 
 def batches(

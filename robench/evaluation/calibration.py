@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 
 from robench.data.datasets import ImageData
-from robench.evaluation.base import METRICS, EvalContext, MetricResult, predict_logits
+from robench.evaluation.base import METRICS, EvalContext, MetricResult, ValueInfo, predict_logits
 from robench.evaluation.functional import (
     expected_calibration_error,
     reliability_table,
@@ -61,4 +61,9 @@ def calibration(
 
 
 #: the values ``calibration`` returns
-calibration.value_names = ("rms_calibration_error", "ece")  # type: ignore[attr-defined]
+calibration.values = {  # type: ignore[attr-defined]
+    "rms_calibration_error": ValueInfo(
+        "RMS calibration error (clean)", headline=True, short="RMS calibration"
+    ),
+    "ece": ValueInfo("Expected calibration error (clean, 15 bins)", short="ECE"),
+}

@@ -6,7 +6,14 @@ import torch
 import torch.nn.functional as F
 
 from robench.data import ImageData
-from robench.evaluation.base import METRICS, EvalContext, MetricResult, predict_logits
+from robench.evaluation.base import (
+    EXAMPLES,
+    METRICS,
+    EvalContext,
+    MetricResult,
+    ValueInfo,
+    predict_logits,
+)
 
 
 @METRICS.register("clean", description="clean test error (%) and NLL")
@@ -27,4 +34,7 @@ def clean(model: torch.nn.Module, data: ImageData, ctx: EvalContext) -> MetricRe
 
 
 #: the values ``clean`` returns
-clean.value_names = ("clean_error", "clean_nll")  # type: ignore[attr-defined]
+clean.values = {  # type: ignore[attr-defined]
+    "clean_error": ValueInfo("Clean error", headline=True, ci=EXAMPLES),
+    "clean_nll": ValueInfo("Clean negative log-likelihood", unit="nats", short="Clean NLL"),
+}

@@ -35,7 +35,14 @@ from robench.data.folders import (
     read_class_folder,
 )
 from robench.errors import ConfigError, DataError
-from robench.evaluation.base import METRICS, EvalContext, MetricResult, predict_logits
+from robench.evaluation.base import (
+    EXAMPLES,
+    METRICS,
+    EvalContext,
+    MetricResult,
+    ValueInfo,
+    predict_logits,
+)
 from robench.evaluation.calibration import confidence_and_correct
 from robench.evaluation.functional import ALEXNET_ERRORS, alexnet_mce, rms_calibration_error
 
@@ -240,9 +247,21 @@ def _from_folder(
 
 
 #: the values ``corruption`` returns (``*``: a corruption's name)
-corruption.value_names = (
-    "corruption_error",
-    "corruption_rms_calibration_error",
-    "corruption_error_*",
-    "mce_alexnet",
-)  # type: ignore[attr-defined]
+corruption.values = {  # type: ignore[attr-defined]
+    "corruption_error": ValueInfo(
+        "Corruption error (mean over corruptions x severities)",
+        headline=True,
+        short="Corruption error",
+        ci=EXAMPLES,
+    ),
+    "corruption_rms_calibration_error": ValueInfo("RMS calibration error under corruption"),
+    "corruption_error_*": ValueInfo(
+        "Error under one corruption (mean over severities)", ci=EXAMPLES
+    ),
+    "mce_alexnet": ValueInfo(
+        "ImageNet-C mCE (AlexNet-normalised)",
+        unit="% of AlexNet",
+        headline=True,
+        short="mCE (AlexNet)",
+    ),
+}

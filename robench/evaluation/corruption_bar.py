@@ -21,7 +21,7 @@ import torch
 from robench.data.corrupted_sets import SEVERITIES
 from robench.data.datasets import ImageData
 from robench.errors import DataError
-from robench.evaluation.base import METRICS, EvalContext, MetricResult
+from robench.evaluation.base import EXAMPLES, METRICS, EvalContext, MetricResult, ValueInfo
 from robench.evaluation.corruption import corruption
 
 #: the 10 CIFAR-10-C-Bar corruptions, spelt as their files are (``cifar10_c_bar.csv``)
@@ -98,4 +98,13 @@ def _check_source(source: str, **_: Any) -> None:
 corruption_bar.validate = _check_source  # type: ignore[attr-defined]
 
 #: the values ``corruption_bar`` returns (``*``: a corruption's name)
-corruption_bar.value_names = ("cbar_error", "cbar_rms_calibration_error", "cbar_error_*")  # type: ignore[attr-defined]
+corruption_bar.values = {  # type: ignore[attr-defined]
+    "cbar_error": ValueInfo(
+        "C-Bar corruption error (mean over corruptions x severities)",
+        headline=True,
+        short="C-Bar error",
+        ci=EXAMPLES,
+    ),
+    "cbar_rms_calibration_error": ValueInfo("RMS calibration error under C-Bar corruptions"),
+    "cbar_error_*": ValueInfo("Error under one C-Bar corruption", ci=EXAMPLES),
+}

@@ -18,7 +18,7 @@ import torch
 from robench.data.corrupted_sets import ensure_cifar_p, load_cifar_p
 from robench.data.datasets import ImageData
 from robench.data.perturbations import TEST_PERTURBATIONS, is_noise
-from robench.evaluation.base import METRICS, EvalContext, MetricResult, predict_logits
+from robench.evaluation.base import METRICS, EvalContext, MetricResult, ValueInfo, predict_logits
 from robench.evaluation.corruption import eval_subset
 from robench.evaluation.functional import flip_probability
 
@@ -68,4 +68,7 @@ def flip(
 
 
 #: the values ``flip`` returns (``*``: a perturbation's name)
-flip.value_names = ("mfp", "fp_*")  # type: ignore[attr-defined]
+flip.values = {  # type: ignore[attr-defined]
+    "mfp": ValueInfo("Mean flip probability (CIFAR-P)", headline=True, short="mFP"),
+    "fp_*": ValueInfo("Flip probability under one perturbation"),
+}

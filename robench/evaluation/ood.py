@@ -16,7 +16,7 @@ import torch
 from robench.data.datasets import ImageData
 from robench.data.ood import DEFAULT_SETS, load_ood_set
 from robench.errors import ConfigError, DataError
-from robench.evaluation.base import METRICS, EvalContext, MetricResult, predict_logits
+from robench.evaluation.base import METRICS, EvalContext, MetricResult, ValueInfo, predict_logits
 from robench.evaluation.functional import ood_measures
 from robench.io import derive_seed
 
@@ -113,4 +113,14 @@ def ood(
 
 
 #: the values ``ood`` returns (``*``: an OOD set's name)
-ood.value_names = tuple(f"ood_{m}_{s}" for m in MEASURES for s in ("mean", "*"))  # type: ignore[attr-defined]
+_TITLES = {"auroc": "OOD AUROC", "aupr": "OOD AUPR", "fpr95": "OOD FPR at 95 % TPR"}
+ood.values = {  # type: ignore[attr-defined]
+    f"ood_{m}_{part}": ValueInfo(
+        f"{_TITLES[m]} ({'mean over sets' if part == 'mean' else 'one set'})",
+        higher_is_better=m != "fpr95",
+        headline=(m, part) == ("auroc", "mean"),
+        short=_TITLES[m] if part == "mean" else "",
+    )
+    for m in MEASURES
+    for part in ("mean", "*")
+}

@@ -18,7 +18,7 @@ import torch
 from robench.data.datasets import ImageData
 from robench.data.folders import CROP_PCT, FolderImages, eval_resize, read_class_folder
 from robench.errors import DataError
-from robench.evaluation.base import METRICS, EvalContext, MetricResult, predict_logits
+from robench.evaluation.base import METRICS, EvalContext, MetricResult, ValueInfo, predict_logits
 from robench.evaluation.calibration import confidence_and_correct, rms_calibration_error
 from robench.evaluation.corruption import eval_subset
 
@@ -72,4 +72,9 @@ def _check_source(source: str, **_: Any) -> None:
 rendition.validate = _check_source  # type: ignore[attr-defined]
 
 #: the values ``rendition`` returns
-rendition.value_names = ("rendition_error", "rendition_rms_calibration_error")  # type: ignore[attr-defined]
+rendition.values = {  # type: ignore[attr-defined]
+    "rendition_error": ValueInfo(
+        "ImageNet-R error (200-class mask)", headline=True, short="ImageNet-R error"
+    ),
+    "rendition_rms_calibration_error": ValueInfo("RMS calibration error on ImageNet-R"),
+}

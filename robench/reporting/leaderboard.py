@@ -1,104 +1,75 @@
 """The leaderboard: one row per recipe, each headline metric as mean, std and 95 % CI over seeds.
 
 Confidence intervals: with >= 2 seeds a t-interval over the seeds; with one seed a percentile
-bootstrap over the test examples from the run's ``records.npz`` (clean, corruption, C-Bar and PGD
-error, see :mod:`robench.reporting.examples`; the other metrics get no interval). The
-``ci_method`` column says which was used.
+bootstrap over the test examples from the run's ``records.npz``, for the values whose metric
+declares ``ci = "examples"`` (clean, corruption, C-Bar and PGD error; see
+:mod:`robench.reporting.examples`); the others get no one-seed interval. The ``ci_method``
+column says which was used.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from robench.errors import RobenchError
-from robench.evaluation.base import METRICS
+from robench.config import ALL_METRICS
+from robench.evaluation.base import EXAMPLES, METRICS, ValueInfo, metric_values
+from robench.registry import BUILT_IN
 from robench.reporting.examples import run_examples
 from robench.reporting.stats import bootstrap_interval, t_interval
 from robench.reporting.tables import RECIPE_COLUMNS
 from robench.runs import runs_root
 
-
-@dataclass(frozen=True)
-class MetricInfo:
-    """How a headline metric is shown: name, unit, which direction is better, and a short name
-    for table headers (the title when none is given)."""
-
-    title: str
-    unit: str
-    higher_is_better: bool = False
-    short: str = ""
-
-    @property
-    def column(self) -> str:
-        return self.short or self.title
-
-    @property
-    def better(self) -> str:
-        return "higher is better" if self.higher_is_better else "lower is better"
-
-
-#: the headline metrics, in leaderboard order (per-run values of the same name)
-HEADLINE = {
-    "clean_error": MetricInfo("Clean error", "%", short="Clean error"),
-    "corruption_error": MetricInfo(
-        "Corruption error (mean over corruptions x severities)", "%", short="Corruption error"
+#: the headline values the report derives from the metrics' own (robench.reporting.tables)
+DERIVED = {
+    "mce_vs_baseline": ValueInfo(
+        "mCE vs the baseline run", unit="% of baseline", headline=True, short="mCE"
     ),
-    "cbar_error": MetricInfo(
-        "C-Bar corruption error (mean over corruptions x severities)", "%", short="C-Bar error"
+    "relative_mce_vs_baseline": ValueInfo(
+        "Relative mCE vs the baseline run", unit="% of baseline", headline=True,
+        short="Relative mCE",
     ),
-    "mce_vs_baseline": MetricInfo("mCE vs the baseline run", "% of baseline", short="mCE"),
-    "relative_mce_vs_baseline": MetricInfo(
-        "Relative mCE vs the baseline run", "% of baseline", short="Relative mCE"
+    "mce_vs_reference": ValueInfo(
+        "mCE vs the --mce-reference run", unit="% of reference", headline=True,
+        short="mCE (ref.)",
     ),
-    "mce_vs_reference": MetricInfo(
-        "mCE vs the --mce-reference run", "% of reference", short="mCE (ref.)"
+    "relative_mce_vs_reference": ValueInfo(
+        "Relative mCE vs the --mce-reference run", unit="% of reference", headline=True,
+        short="Rel. mCE (ref.)",
     ),
-    "relative_mce_vs_reference": MetricInfo(
-        "Relative mCE vs the --mce-reference run", "% of reference", short="Rel. mCE (ref.)"
+    "relative_mce_alexnet": ValueInfo(
+        "ImageNet-C relative mCE (AlexNet-normalised)", unit="% of AlexNet", headline=True,
+        short="Rel. mCE (AlexNet)",
     ),
-    "mce_alexnet": MetricInfo(
-        "ImageNet-C mCE (AlexNet-normalised)", "% of AlexNet", short="mCE (AlexNet)"
-    ),
-    "relative_mce_alexnet": MetricInfo(
-        "ImageNet-C relative mCE (AlexNet-normalised)", "% of AlexNet", short="Rel. mCE (AlexNet)"
-    ),
-    "rendition_error": MetricInfo(
-        "ImageNet-R error (200-class mask)", "%", short="ImageNet-R error"
-    ),
-    "rms_calibration_error": MetricInfo(
-        "RMS calibration error (clean)", "%", short="RMS calibration"
-    ),
-    "mfp": MetricInfo("Mean flip probability (CIFAR-P)", "%", short="mFP"),
-    "pgd_error": MetricInfo("PGD error", "%", short="PGD error"),
-    "ood_auroc_mean": MetricInfo(
-        "OOD AUROC (mean over sets)", "%", higher_is_better=True, short="OOD AUROC"
-    ),
-}
+}  # fmt: skip
+#: where each derived value stands: after the value it is derived from
+_DERIVED_AFTER = {
+    "corruption_error": [
+        "mce_vs_baseline", "relative_mce_vs_baseline", "mce_vs_reference",
+        "relative_mce_vs_reference",
+    ],
+    "mce_alexnet": ["relative_mce_alexnet"],
+}  # fmt: skip
 
 
-def headline_metrics() -> dict[str, MetricInfo]:
-    """The built-in headline metrics, then those that metric plugins declare.
-
-    A metric plugin names its headline values in a ``headline`` attribute, ``{value name:
-    {"title": ..., "unit": ..., "higher_is_better": ...}}`` (see :mod:`robench.evaluation.base`);
-    they get leaderboard columns, a bar chart and page columns like the built-in ones. A
-    declaration that is not such a mapping is an error naming the plugin."""
-    out = dict(HEADLINE)
-    for name in METRICS.names():
-        declared = getattr(METRICS.get(name), "headline", None) or {}
-        try:
-            infos = {value: MetricInfo(**info) for value, info in dict(declared).items()}
-        except (TypeError, ValueError) as err:
-            raise RobenchError(
-                f"metric plugin {name!r} has a malformed headline ({err}); it must map value "
-                "names to {title = ..., unit = ..., higher_is_better = ...}"
-            ) from None
-        out |= {value: info for value, info in infos.items() if value not in HEADLINE}
+def headline_metrics() -> dict[str, ValueInfo]:
+    """The headline values in leaderboard order: those the metrics declare (``metric.values``
+    with ``headline=True``; the suite's metrics first, in suite order, then the others and
+    plugins), each followed by the values the report derives from it."""
+    rest = sorted(
+        (e for e in METRICS.entries() if e.name not in ALL_METRICS),
+        key=lambda e: (e.origin != BUILT_IN, e.name),
+    )
+    order = [*ALL_METRICS, *(e.name for e in rest)]
+    out: dict[str, ValueInfo] = {}
+    for metric in order:
+        for value, info in metric_values(metric).items():
+            if info.headline and "*" not in value and value not in out:
+                out[value] = info
+                out |= {d: DERIVED[d] for d in _DERIVED_AFTER.get(value, [])}
     return out
 
 
@@ -112,7 +83,8 @@ def leaderboard(runs: pd.DataFrame, results_dir: str | Path) -> pd.DataFrame:
     Columns: the recipe columns, ``n_seeds``, ``seeds``, ``ci_method``, then for each headline
     metric present in some run ``<m>`` (mean), ``<m>_std``, ``<m>_ci_low``, ``<m>_ci_high``.
     """
-    metrics = [m for m in headline_metrics() if m in runs and runs[m].notna().any()]
+    infos = headline_metrics()
+    metrics = [m for m in infos if m in runs and runs[m].notna().any()]
     rows = []
     for _, group in runs.groupby("recipe", sort=False):
         first = group.iloc[0]
@@ -132,7 +104,7 @@ def leaderboard(runs: pd.DataFrame, results_dir: str | Path) -> pd.DataFrame:
                 if examples is None or examples[0] != run["run_id"]:
                     run_dir = runs_root(results_dir) / run["run_id"]
                     examples = (run["run_id"], run_examples(run_dir, run["eval_data_hash"]))
-                if m in examples[1]:
+                if m in examples[1] and infos[m].ci == EXAMPLES:
                     low, high = bootstrap_interval(examples[1][m])
                     methods.add(BOOTSTRAP)
             row[m] = values.mean() if len(values) else np.nan

@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from robench.evaluation.base import ValueInfo
 from robench.io import write_text
-from robench.reporting.leaderboard import BOOTSTRAP, T_SEEDS, MetricInfo, headline_metrics
+from robench.reporting.leaderboard import BOOTSTRAP, T_SEEDS, headline_metrics
 
 if TYPE_CHECKING:
     from robench.reporting.build import Report
@@ -162,11 +163,11 @@ def _data_uri(png: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode()
 
 
-def _arrow(info: MetricInfo) -> str:
+def _arrow(info: ValueInfo) -> str:
     return "↑" if info.higher_is_better else "↓"
 
 
-def _best_rows(board: pd.DataFrame, metric: str, info: MetricInfo) -> set[int]:
+def _best_rows(board: pd.DataFrame, metric: str, info: ValueInfo) -> set[int]:
     """The rows (positions) holding the best mean of ``metric`` within each setting."""
     best: set[int] = set()
     for _, group in board.reset_index(drop=True).groupby("setting", sort=False):

@@ -16,8 +16,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 
+from robench.evaluation.base import ValueInfo
 from robench.io import atomic_write
-from robench.reporting.leaderboard import MetricInfo, headline_metrics
+from robench.reporting.leaderboard import headline_metrics
 from robench.reporting.tables import METHOD_ORDER, PIVOT_ID
 from robench.runs import runs_root
 
@@ -45,7 +46,7 @@ class Plot:
     svg: Path
 
 
-def _arrow(info: MetricInfo) -> str:
+def _arrow(info: ValueInfo) -> str:
     return f"{'↑' if info.higher_is_better else '↓'} {info.better}"
 
 

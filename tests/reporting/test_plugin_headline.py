@@ -10,9 +10,9 @@ import pytest
 from fabricate import fabricate_run
 
 from robench.errors import RobenchError
-from robench.evaluation.base import METRICS
+from robench.evaluation.base import METRICS, ValueInfo
 from robench.reporting import build_report
-from robench.reporting.leaderboard import HEADLINE, headline_metrics
+from robench.reporting.leaderboard import headline_metrics
 
 
 def _blur_error() -> None:
@@ -20,19 +20,20 @@ def _blur_error() -> None:
 
 
 @pytest.fixture
-def plugin_metric() -> Iterator[None]:
-    _blur_error.headline = {
-        "blur_error": {"title": "Error under blur", "unit": "%", "higher_is_better": False}
+def plugin_metric() -> Iterator[list[str]]:
+    _blur_error.values = {
+        "blur_error": ValueInfo("Error under blur", headline=True),
+        "blur_sigma": {"title": "Blur sigma", "unit": "px"},  # plain dicts work too
     }
-    METRICS.register("blur", description="test plugin")(_blur_error)
-    yield
+    built_in = list(headline_metrics())
+    METRICS.register("blur", description="test plugin", origin="blur-plugin 0.1")(_blur_error)
+    yield built_in
     METRICS.unregister("blur")
 
 
 def test_a_plugin_headline_follows_the_built_in_ones(plugin_metric) -> None:
-    names = list(headline_metrics())
-    assert names[: len(HEADLINE)] == list(HEADLINE)
-    assert names[len(HEADLINE) :] == ["blur_error"]
+    names, built_in = list(headline_metrics()), plugin_metric
+    assert names == [*built_in, "blur_error"]
     assert headline_metrics()["blur_error"].title == "Error under blur"
 
 
@@ -47,14 +48,14 @@ def test_plugin_headline_values_get_columns_a_page_column_and_a_bar_chart(
     board = pd.read_csv(results / "leaderboard.csv").set_index("method")
     assert board.loc["ipmix", "blur_error"] == pytest.approx(30.5)
     assert board.loc["baseline", "blur_error_std"] == pytest.approx(0.7071, rel=1e-3)
-    assert "blur_sigma" not in board  # not declared: runs.csv only
+    assert "blur_sigma" not in board  # not a headline value: runs.csv only
     assert "bar_blur_error" in {p.name for p in report.plots}
     assert (results / "plots" / "bar_blur_error.png").is_file()
     assert "Error under blur (%) ↓" in (results / "report.md").read_text()
     assert "Error under blur<br><small>% ↓" in (results / "report.html").read_text()
 
 
-def test_a_malformed_headline_is_an_error_naming_the_plugin(plugin_metric) -> None:
-    _blur_error.headline = {"blur_error": {"title": "Error under blur", "colour": "red"}}
-    with pytest.raises(RobenchError, match="metric plugin 'blur' has a malformed headline"):
+def test_malformed_values_are_an_error_naming_the_plugin(plugin_metric) -> None:
+    _blur_error.values = {"blur_error": {"title": "Error under blur", "colour": "red"}}
+    with pytest.raises(RobenchError, match="metric 'blur' declares malformed values"):
         headline_metrics()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from robench.data import ImageData
-from robench.evaluation.base import EvalContext, MetricResult, predict_logits
+from robench.evaluation.base import EvalContext, MetricResult, ValueInfo, predict_logits
 
 
 def noise_error(
@@ -30,10 +30,9 @@ def noise_error(
     )
 
 
-#: ``robench report`` shows ``noise_error`` as a headline metric (leaderboard, bar chart, page)
-noise_error.headline = {
-    "noise_error": {"title": "Error under Gaussian noise", "unit": "%", "higher_is_better": False}
+#: the values ``noise_error`` returns, as robench reports them: ``noise_error`` is a headline
+#: number (leaderboard column, bar chart, page column); claims may name both
+noise_error.values = {
+    "noise_error": ValueInfo("Error under Gaussian noise", headline=True),
+    "noise_sigma": ValueInfo("Noise standard deviation", unit="of the [0, 1] range"),
 }
-
-#: the values ``noise_error`` returns: claims may name them (``noisemix.noise_error < ...``)
-noise_error.value_names = ("noise_error", "noise_sigma")
