@@ -12,6 +12,7 @@ import timm
 import torch
 from torch import nn
 
+import robench.models  # noqa: F401  (registers the CIFAR architectures, wrn_40_2 among them, in timm)
 from robench.reporting import gather_runs
 
 DOC = "docs/python-api.md"
