@@ -12,8 +12,14 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 PATH = Path(__file__).with_name("catalogue.json")
-#: the entry-point groups of third-party plugins (robench.plugins.GROUPS)
-PLUGIN_GROUPS = ("robench.augmentations", "robench.metrics", "robench.datasets", "robench.models")
+#: entry-point group -> the kind of plugin it declares (the first column of ``robench list``);
+#: here rather than in robench.plugins, which imports torch
+PLUGIN_GROUPS = {
+    "robench.augmentations": "method",
+    "robench.metrics": "metric",
+    "robench.datasets": "dataset",
+    "robench.models": "model",
+}
 
 Row = tuple[str, str, str, str]  # kind, name, origin, description
 

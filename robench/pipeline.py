@@ -211,12 +211,16 @@ def _train(
         }
         distributed.on_main(lambda: write_metrics(run_dir, doc))
         if evaluate_after:
-            evaluate_run(run_dir, cfg.evaluate.metrics, test_data=test_data, progress=progress)
-            if main:
-                final = read_metrics(run_dir)["metrics"]
-                tracker.log_final(
-                    {f"{m}/{k}": v for m, values in final.items() for k, v in values.items()}
-                )
+            evaluated = evaluate_run(
+                run_dir, cfg.evaluate.metrics, test_data=test_data, progress=progress
+            )
+            tracker.log_final(
+                {
+                    f"{m}/{k}": v
+                    for m, values in evaluated["metrics"].items()
+                    for k, v in values.items()
+                }
+            )
         return run_dir
     finally:
         tracker.close()

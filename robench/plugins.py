@@ -35,18 +35,11 @@ import timm
 from timm.models import model_entrypoint, register_model
 
 from robench.augment.base import AUGMENTATIONS, Augmentation
+from robench.catalogue import PLUGIN_GROUPS
 from robench.data.datasets import BUILTIN_PREFIXES, DATASETS
 from robench.evaluation.base import METRICS
 from robench.models import CIFAR_MODELS
 from robench.registry import BUILT_IN, Registry
-
-#: entry-point group -> the kind of plugin it declares (the first column of ``robench list``)
-GROUPS = {
-    "robench.augmentations": "method",
-    "robench.metrics": "metric",
-    "robench.datasets": "dataset",
-    "robench.models": "model",
-}
 
 #: the models ``robench list`` shows: robench's CIFAR architectures and those of model plugins
 #: (all of them live in timm's registry; this records their origin and description)
@@ -95,7 +88,7 @@ def discover(*, reload: bool = False) -> list[Problem]:
     except Exception as e:  # unreadable metadata of some installed package
         PROBLEMS.append(Problem("plugins", "*", "installed packages", f"unreadable: {_line(e)}"))
         return PROBLEMS
-    for group, kind in GROUPS.items():
+    for group, kind in PLUGIN_GROUPS.items():
         # sorted, so that which plugin wins or fails never depends on the install order
         eps = sorted(found.select(group=group), key=lambda ep: (ep.name, origin(ep)))
         if kind == "model":

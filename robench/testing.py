@@ -37,7 +37,7 @@ import torch
 from robench.augment.base import Augmentation, create_augmentation
 from robench.data.datasets import DataIdentity, ImageData, check_same_classes, load_dataset
 from robench.errors import ConfigError, RobenchError
-from robench.evaluation.base import METRICS, EvalContext, MetricResult, ValueInfo
+from robench.evaluation.base import METRICS, EvalContext, MetricResult, value_infos
 from robench.models import create_model
 
 __all__ = [
@@ -266,9 +266,9 @@ def check_metric(
     data: ImageData | None = None,
 ) -> MetricResult:
     """Check a metric plugin (a registered name or the callable) on a tiny model; returns its
-        result.
+    result.
 
-        Runs it twice with the same seed (the values must agree) and checks the result's types,
+    Runs it twice with the same seed (the values must agree) and checks the result's types,
     that the values are finite numbers and among those it declares in ``metric.values`` (when it
     does), that each declared headline value is returned, and that neither the model nor the
     data changed.
@@ -313,13 +313,9 @@ def check_metric(
     )
     state = model.state_dict()
     _require(all(torch.equal(state[k], v) for k, v in params.items()), what, "modified the model")
-    declared = getattr(fn, "values", None)
-    if declared is not None:
+    if getattr(fn, "values", None) is not None:
         try:
-            infos = {
-                name: info if isinstance(info, ValueInfo) else ValueInfo(**info)
-                for name, info in dict(declared).items()
-            }
+            infos = value_infos(fn)
         except (TypeError, ValueError) as err:
             raise AssertionError(f"{what}: malformed metric.values ({err})") from None
         for name in first.values:

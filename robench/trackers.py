@@ -26,8 +26,8 @@ from typing import Any
 from robench.errors import ConfigError
 from robench.io import hash_text
 
+#: the trackers; each but "none" is the name of the package it needs
 TRACKERS = ("none", "tensorboard", "mlflow", "wandb")
-_PACKAGES = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb"}
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -43,27 +43,36 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 class Tracker:
-    """Logs nothing: the tracker of ``tracker = "none"`` and the interface of the others."""
+    """Logs nothing: the tracker of ``tracker = "none"`` and the interface of the others.
+
+    ``active`` is False only here, so the trainer skips the step values (and their device
+    sync) when nothing records them."""
+
+    active = False
+    last_step = 0  # the step of the last ``log``, where the final metrics go
 
     def log_config(self, config: dict[str, Any]) -> None:
         """The run's whole config (nested sections flattened to ``section.key``)."""
 
     def log(self, values: dict[str, float], step: int) -> None:
-        """Numbers at a global training step (``train/loss``, ``epoch/train_error``, ...)."""
+        """Numbers at a global training step (``train/loss``, ``epoch/train_error``, ...);
+        an implementation sets ``last_step``."""
 
     def log_final(self, values: dict[str, float]) -> None:
-        """The evaluated metrics (``<metric>/<value>``), once at the end."""
+        """The evaluated metrics (``<metric>/<value>``), once at the end, at the last step."""
+        self.log(values, self.last_step)
 
     def close(self) -> None:
         """Flush and finish."""
 
 
 class TensorBoardTracker(Tracker):
+    active = True
+
     def __init__(self, run_dir: Path) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
         self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
-        self.last_step = 0
 
     def log_config(self, config: dict[str, Any]) -> None:
         text = "\n".join(f"    {k} = {v!r}" for k, v in sorted(flatten(config).items()))
@@ -74,14 +83,13 @@ class TensorBoardTracker(Tracker):
             self.writer.add_scalar(name, value, step)
         self.last_step = step
 
-    def log_final(self, values: dict[str, float]) -> None:
-        self.log(values, self.last_step)
-
     def close(self) -> None:
         self.writer.close()
 
 
 class MLflowTracker(Tracker):
+    active = True
+
     def __init__(self, run_dir: Path, results_dir: Path, project: str) -> None:
         import mlflow
 
@@ -96,7 +104,6 @@ class MLflowTracker(Tracker):
         run_id = found[0].info.run_id if found else None
         self.run = mlflow.start_run(run_id=run_id, run_name=run_dir.name)
         mlflow.set_tag("robench_run_id", run_dir.name)
-        self.last_step = 0
 
     def log_config(self, config: dict[str, Any]) -> None:
         params = {k: str(v)[:500] for k, v in flatten(config).items()}  # MLflow's value limit
@@ -106,9 +113,6 @@ class MLflowTracker(Tracker):
     def log(self, values: dict[str, float], step: int) -> None:
         self.mlflow.log_metrics({_mlflow_name(k): v for k, v in values.items()}, step=step)
         self.last_step = step
-
-    def log_final(self, values: dict[str, float]) -> None:
-        self.log(values, self.last_step)
 
     def close(self) -> None:
         self.mlflow.end_run()
@@ -120,6 +124,8 @@ def _mlflow_name(name: str) -> str:
 
 
 class WandbTracker(Tracker):
+    active = True
+
     def __init__(self, run_dir: Path, project: str) -> None:
         import wandb
 
@@ -152,13 +158,12 @@ def open_tracker(kind: str, run_dir: Path, results_dir: Path, project: str) -> T
         raise ConfigError(f"log.tracker must be one of {', '.join(TRACKERS)}, got {kind!r}")
     if kind == "none":
         return Tracker()
-    package = _PACKAGES[kind]
     try:
-        importlib.import_module(package)
+        importlib.import_module(kind)
     except ImportError:
         raise ConfigError(
-            f"log.tracker = {kind!r} needs the {package} package: pip install "
-            f'"robench[trackers]" (or pip install {package}), or set log.tracker = "none"'
+            f"log.tracker = {kind!r} needs the {kind} package: pip install "
+            f'"robench[trackers]" (or pip install {kind}), or set log.tracker = "none"'
         ) from None
     run_dir.mkdir(parents=True, exist_ok=True)
     if kind == "tensorboard":

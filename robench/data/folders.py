@@ -246,9 +246,9 @@ def _image_files(class_dir: Path, seen: set[str]) -> list[str]:
     walked = []
     for parent, dirs, names in os.walk(class_dir, followlinks=True):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
+        here = os.path.realpath(parent)
         for d in dirs:
             real = os.path.realpath(os.path.join(parent, d))
-            here = os.path.realpath(parent)
             if real in seen or here == real or here.startswith(real + os.sep):
                 raise DataError(
                     f"{os.path.join(parent, d)} leads back to {real}, a folder already read "

@@ -107,16 +107,26 @@ class ValueInfo:
     def better(self) -> str:
         return "higher is better" if self.higher_is_better else "lower is better"
 
+    @property
+    def arrow(self) -> str:
+        return "↑" if self.higher_is_better else "↓"
+
+
+def value_infos(metric: Metric) -> dict[str, ValueInfo]:
+    """``metric.values`` as ValueInfos (a plugin may give plain dicts of the same fields);
+    raises TypeError/ValueError when malformed."""
+    declared = getattr(metric, "values", None) or {}
+    return {
+        value: info if isinstance(info, ValueInfo) else ValueInfo(**info)
+        for value, info in dict(declared).items()
+    }
+
 
 def metric_values(name: str) -> dict[str, ValueInfo]:
-    """What metric ``name`` declares in ``metric.values`` (a plugin may give plain dicts of the
-    same fields); a malformed declaration is one error naming the metric."""
-    declared = getattr(METRICS.get(name), "values", None) or {}
+    """What metric ``name`` declares in ``metric.values``; a malformed declaration is one error
+    naming the metric."""
     try:
-        return {
-            value: info if isinstance(info, ValueInfo) else ValueInfo(**info)
-            for value, info in dict(declared).items()
-        }
+        return value_infos(METRICS.get(name))
     except (TypeError, ValueError) as err:
         raise RobenchError(
             f"metric {name!r} declares malformed values ({err}); metric.values must map value "

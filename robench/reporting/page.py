@@ -51,7 +51,7 @@ def _cell(mean: float, std: float, low: float, high: float, ci: bool) -> str:
 def column_title(metric: str) -> str:
     """A leaderboard column's header: its short name, unit and direction."""
     info = headline_metrics()[metric]
-    return f"{info.column} ({info.unit}) {_arrow(info)}"
+    return f"{info.column} ({info.unit}) {info.arrow}"
 
 
 def display_table(board: pd.DataFrame, *, ci: bool = True) -> pd.DataFrame:
@@ -163,10 +163,6 @@ def _data_uri(png: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode()
 
 
-def _arrow(info: ValueInfo) -> str:
-    return "↑" if info.higher_is_better else "↓"
-
-
 def _best_rows(board: pd.DataFrame, metric: str, info: ValueInfo) -> set[int]:
     """The rows (positions) holding the best mean of ``metric`` within each setting."""
     best: set[int] = set()
@@ -187,7 +183,7 @@ def leaderboard_html(board: pd.DataFrame) -> str:
     head = ["<th>method</th>"] + (["<th>setting</th>"] if several else []) + ["<th>seeds</th>"]
     for m, info in infos.items():
         tip = html.escape(f"{info.title} ({info.unit}); {info.better}. Column {m}")
-        unit = html.escape(f"{info.unit} {_arrow(info)}")
+        unit = html.escape(f"{info.unit} {info.arrow}")
         head.append(f"<th title='{tip}'>{html.escape(info.column)}<br><small>{unit}</small></th>")
     best = {m: _best_rows(board, m, info) for m, info in infos.items()}
     rows = []

@@ -47,7 +47,7 @@ class Plot:
 
 
 def _arrow(info: ValueInfo) -> str:
-    return f"{'↑' if info.higher_is_better else '↓'} {info.better}"
+    return f"{info.arrow} {info.better}"
 
 
 def _colours(methods: pd.Series) -> list[str]:

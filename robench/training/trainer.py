@@ -357,7 +357,7 @@ class Trainer:
                 if step % 20 == 0 or last:
                     self._check_finite(loss_sum, epoch, step)
                     steps_bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}")
-                if (step + 1) % self.log_every == 0:
+                if self.tracker.active and (step + 1) % self.log_every == 0:
                     lr = self.optimizer.param_groups[0]["lr"]
                     at = epoch * self.steps_per_epoch + step + 1
                     self.tracker.log({"train/loss": loss.item(), "train/lr": lr}, at)
