@@ -7,7 +7,8 @@ records which of them robench lists and where each came from.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Iterator
+import importlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Generic, TypeVar
 
@@ -33,16 +34,20 @@ class Registry(Generic[T]):
 
     ``failed`` maps names that a third-party plugin meant to provide but could not (broken or
     conflicting) to the reason, so that using such a name says why instead of "unknown".
+    ``builtins`` names the modules whose import registers the built-in entries: they are imported
+    at the first look-up, so that importing the registry (or a module beside it, such as the
+    metrics' formulas) does not import every plugin's dependencies.
     """
 
     #: called once, before the first look-up in any registry: robench/__init__.py sets it to
     #: the discovery of third-party plugins, so that they are known however robench was imported
     before_first_lookup: ClassVar[Callable[[], None] | None] = None
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, *, builtins: Sequence[str] = ()) -> None:
         self.kind = kind
         self._entries: dict[str, Entry[T]] = {}
         self.failed: dict[str, str] = {}
+        self._builtins = tuple(builtins)
 
     def register(
         self, name: str, *, description: str = "", origin: str = BUILT_IN
@@ -58,8 +63,10 @@ class Registry(Generic[T]):
 
         return add
 
-    @staticmethod
-    def _ready() -> None:
+    def _ready(self) -> None:
+        modules, self._builtins = self._builtins, ()
+        for module in modules:
+            importlib.import_module(module)
         hook, Registry.before_first_lookup = Registry.before_first_lookup, None
         if hook is not None:
             hook()

@@ -212,6 +212,12 @@ def write_tables(run_dir: Path, metric: str, tables: dict[str, pd.DataFrame]) ->
             table.to_csv(f, index=False)
 
 
+def read_table(run_dir: Path, metric: str, name: str) -> pd.DataFrame | None:
+    """The table ``name`` that ``metric`` wrote for the run, or None when there is none."""
+    path = run_dir / "tables" / f"{metric}_{name}.csv"
+    return pd.read_csv(path) if path.is_file() else None
+
+
 def write_records(run_dir: Path, records: dict[str, np.ndarray]) -> None:
     """Per-example outputs (predictions, confidences, ...) for bootstraps and paired tests."""
     with atomic_write(run_dir / "records.npz", "wb") as f:

@@ -37,7 +37,14 @@ import torch
 from robench.augment.base import Augmentation, create_augmentation
 from robench.data.datasets import DataIdentity, ImageData, check_same_classes, load_dataset
 from robench.errors import ConfigError, RobenchError
-from robench.evaluation.base import METRICS, EvalContext, MetricResult, value_infos
+from robench.evaluation.base import (
+    EXAMPLES,
+    METRICS,
+    EvalContext,
+    MetricResult,
+    ValueInfo,
+    value_infos,
+)
 from robench.models import create_model
 
 __all__ = [
@@ -270,7 +277,8 @@ def check_metric(
 
     Runs it twice with the same seed (the values must agree) and checks the result's types,
     that the values are finite numbers and among those it declares in ``metric.values`` (when it
-    does), that each declared headline value is returned, and that neither the model nor the
+    does), that it returns one of its declared headline values, that values declared with
+    ``ci="examples"`` come back from ``metric.per_example``, and that neither the model nor the
     data changed.
     """
     fn = METRICS.get(metric) if isinstance(metric, str) else metric
@@ -324,10 +332,43 @@ def check_metric(
                 what,
                 f"value {name!r} is not among its declared values {tuple(infos)}",
             )
-        for name, info in infos.items():
-            if info.headline:
-                _require(name in first.values, what, f"headline value {name!r} is not returned")
+        headline = [name for name, info in infos.items() if info.headline]
+        _require(  # not each: some are conditional (the AlexNet mCE is ImageNet-C's only)
+            not headline or any(name in first.values for name in headline),
+            what,
+            f"returns none of its headline values {tuple(headline)}",
+        )
+        _check_per_example(fn, first, infos, what)
     return first
+
+
+def _check_per_example(
+    fn: Callable[..., MetricResult], result: MetricResult, infos: dict[str, ValueInfo], what: str
+) -> None:
+    """Values declared ``ci="examples"`` come back from ``metric.per_example`` as outcomes whose
+    percent error is the value itself."""
+    resampled = [
+        name
+        for name in result.values
+        if any(fnmatch.fnmatchcase(name, p) and i.ci == EXAMPLES for p, i in infos.items())
+    ]
+    if not resampled:
+        return
+    per_example = getattr(fn, "per_example", None)
+    _require(
+        callable(per_example),
+        what,
+        f"declares {resampled[0]!r} with ci='examples' but has no metric.per_example",
+    )
+    outcomes = per_example(result.records, result.tables.get)
+    for name in resampled:
+        _require(name in outcomes, what, f"metric.per_example gives no outcomes for {name!r}")
+        error = 100.0 * (1.0 - float(np.mean(outcomes[name].correct)))
+        _require(
+            math.isclose(error, result.values[name], abs_tol=1e-4),
+            what,
+            f"metric.per_example's outcomes give {name} = {error}, not {result.values[name]}",
+        )
 
 
 # --- data sets and models ----------------------------------------------------------------------

@@ -133,3 +133,21 @@ print(heavy)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_the_report_reads_metric_metadata_without_the_generators() -> None:
+    """The report, the claims and the formulas read every metric's metadata (the built-in
+    metrics register at the first look-up) without importing the corruption, perturbation and
+    OOD set makers, which only a metric's run needs."""
+    code = """
+import sys
+import robench.reporting
+from robench.evaluation.base import METRICS, declared_values
+from robench.evaluation.functional import mce
+assert "corruption_error_*" in declared_values() and "pgd" in METRICS
+makers = ("corrupted_sets", "corruptions", "perturbations", "ood")
+print(sorted(m for m in sys.modules if m in {f"robench.data.{n}" for n in makers} | {"cv2"}))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -11,6 +11,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -24,7 +25,7 @@ from robench.data import load_dataset
 from robench.data.datasets import DATASETS
 from robench.errors import ConfigError, DataError
 from robench.evaluation import METRICS
-from robench.evaluation.base import MetricResult, ValueInfo
+from robench.evaluation.base import MetricResult, PerExample, ValueInfo
 from robench.models import create_model
 from robench.pipeline import evaluate_run, train
 from robench.plugins import MODELS, PROBLEMS, discover
@@ -408,9 +409,18 @@ def test_check_augmentation_catches(plugin: type[Augmentation], message: str) ->
         check_augmentation(plugin)
 
 
-@pytest.mark.parametrize("name", ["clean", "calibration"])
-def test_builtin_metrics_pass_the_checks(name: str) -> None:
-    check_metric(name)
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [
+        ("clean", {}),
+        ("calibration", {}),
+        ("pgd", {"steps": 2, "n": 8}),
+        ("corruption", {"corruptions": ["contrast", "fog"], "severities": [1, 3]}),
+    ],
+)
+def test_builtin_metrics_pass_the_checks(name: str, options: dict[str, Any]) -> None:
+    """Their declared values, determinism, and per-example outcomes that give back the values."""
+    check_metric(name, options=options)
 
 
 def noisy_metric(model, data, ctx) -> MetricResult:
@@ -439,6 +449,21 @@ def undeclared_value(model, data, ctx) -> MetricResult:
 undeclared_value.values = {"x": ValueInfo("x"), "y_*_z": ValueInfo("y")}
 
 
+def no_outcomes(model, data, ctx) -> MetricResult:
+    return MetricResult(values={"x": 50.0}, records={"right": np.array([1.0, 0.0])})
+
+
+no_outcomes.values = {"x": ValueInfo("x", ci="examples")}
+
+
+def wrong_outcomes(model, data, ctx) -> MetricResult:
+    return MetricResult(values={"x": 50.0}, records={"right": np.array([1.0, 1.0, 0.0])})
+
+
+wrong_outcomes.values = no_outcomes.values
+wrong_outcomes.per_example = lambda records, table: {"x": PerExample(records["right"], "all")}
+
+
 @pytest.mark.parametrize(
     ("metric", "message"),
     [
@@ -447,6 +472,8 @@ undeclared_value.values = {"x": ValueInfo("x"), "y_*_z": ValueInfo("y")}
         (trains_model, "modified the model"),
         (not_a_number, "value 'x' is str, not a number"),
         (undeclared_value, r"value 'y_extra' is not among its declared values \('x', 'y_\*_z'\)"),
+        (no_outcomes, "declares 'x' with ci='examples' but has no metric.per_example"),
+        (wrong_outcomes, "metric.per_example's outcomes give x = 33.33.*, not 50.0"),
     ],
 )
 def test_check_metric_catches(metric: Callable[..., MetricResult], message: str) -> None:

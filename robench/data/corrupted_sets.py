@@ -35,7 +35,14 @@ import numpy as np
 import torch
 
 from robench.console import bar
-from robench.data.corruption_constants import ALL_CORRUPTIONS, BENCHMARK_CORRUPTIONS, get_constants
+from robench.data.corruption_constants import (
+    ALL_CORRUPTIONS,
+    ALL_PERTURBATIONS,
+    BENCHMARK_CORRUPTIONS,
+    SEVERITIES,
+    TEST_PERTURBATIONS,
+    get_constants,
+)
 from robench.data.corruptions import (
     GENERATOR_VERSION,
     check_size,
@@ -43,13 +50,7 @@ from robench.data.corruptions import (
     corruption_seed_rngs,
 )
 from robench.data.datasets import ImageData
-from robench.data.perturbations import (
-    ALL_PERTURBATIONS,
-    FRAMES,
-    NOISE_LEVELS,
-    TEST_PERTURBATIONS,
-    perturb_batch,
-)
+from robench.data.perturbations import FRAMES, NOISE_LEVELS, perturb_batch
 from robench.errors import ConfigError, DataError
 from robench.io import (
     atomic_path,
@@ -66,7 +67,6 @@ from robench.io import (
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 2  # 2: file records carry a sha256
-SEVERITIES = (1, 2, 3, 4, 5)
 # Images per task sent to a worker: big enough to amortise the transfer, small enough to
 # balance the workers and keep the progress bar moving.
 C_TASK = 500

@@ -1,4 +1,6 @@
-"""Severity constants of the corruption benchmarks (hendrycks/robustness), as data.
+"""Names and severity constants of the corruption and perturbation benchmarks
+(hendrycks/robustness), as data: cheap to import, so the evaluators' defaults and the report
+need no generator.
 
 The CIFAR table is the one of hendrycks/robustness ``make_cifar_c.py``, the Tiny table that of
 ``make_tinyimagenet_c.py`` (64x64 inputs), the ImageNet table that of ``make_imagenet_c.py``
@@ -39,6 +41,23 @@ BENCHMARK_CORRUPTIONS: tuple[str, ...] = (
 # issue #36).
 EXTRA_CORRUPTIONS: tuple[str, ...] = ("speckle_noise", "gaussian_blur", "spatter", "saturate")
 ALL_CORRUPTIONS: tuple[str, ...] = BENCHMARK_CORRUPTIONS + EXTRA_CORRUPTIONS
+SEVERITIES = (1, 2, 3, 4, 5)
+
+# The 10 sequences that cifar-p-eval.py evaluates (spatter included, snow commented out there).
+TEST_PERTURBATIONS: tuple[str, ...] = (
+    "gaussian_noise",
+    "shot_noise",
+    "motion_blur",
+    "zoom_blur",
+    "spatter",
+    "brightness",
+    "translate",
+    "rotate",
+    "tilt",
+    "scale",
+)
+VALIDATION_PERTURBATIONS: tuple[str, ...] = ("snow", "speckle_noise", "gaussian_blur", "shear")
+ALL_PERTURBATIONS: tuple[str, ...] = TEST_PERTURBATIONS + VALIDATION_PERTURBATIONS
 
 CATEGORIES: dict[str, tuple[str, ...]] = {
     "noise": ("gaussian_noise", "shot_noise", "impulse_noise"),

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from robench.data.corruption_constants import ALL_PERTURBATIONS
 from robench.data.corruptions import (
     clipped_zoom,
     gaussian_filter_images,
@@ -24,22 +25,6 @@ from robench.data.corruptions import (
     water_spatter,
 )
 from robench.errors import ConfigError
-
-# The 10 sequences that cifar-p-eval.py evaluates (spatter included, snow commented out there).
-TEST_PERTURBATIONS: tuple[str, ...] = (
-    "gaussian_noise",
-    "shot_noise",
-    "motion_blur",
-    "zoom_blur",
-    "spatter",
-    "brightness",
-    "translate",
-    "rotate",
-    "tilt",
-    "scale",
-)
-VALIDATION_PERTURBATIONS: tuple[str, ...] = ("snow", "speckle_noise", "gaussian_blur", "shear")
-ALL_PERTURBATIONS: tuple[str, ...] = TEST_PERTURBATIONS + VALIDATION_PERTURBATIONS
 
 # Noise strength by difficulty 1..3 (files <name>.npy, <name>_2.npy, <name>_3.npy; make_cifar_p.py).
 # Only the noise sequences have difficulty variants of their data; for the others, difficulty is

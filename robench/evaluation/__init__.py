@@ -1,15 +1,6 @@
-"""The evaluator suite and its metric plugins, found by name in :data:`METRICS`."""
+"""The evaluator suite and its metric plugins, found by name in :data:`METRICS` (the built-in
+metrics register at the first look-up)."""
 
-from robench.evaluation import (  # noqa: F401  (importing registers the built-in metrics)
-    adversarial,
-    calibration,
-    clean,
-    corruption,
-    corruption_bar,
-    flip,
-    ood,
-    rendition,
-)
 from robench.evaluation.base import METRICS, EvalContext, MetricResult
 from robench.evaluation.suite import DEFAULT_METRICS, check_metrics, evaluate
 

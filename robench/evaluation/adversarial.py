@@ -14,8 +14,10 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
@@ -28,6 +30,7 @@ from robench.evaluation.base import (
     METRICS,
     EvalContext,
     MetricResult,
+    PerExample,
     ValueInfo,
     gather_shards,
     predict_logits,
@@ -278,6 +281,19 @@ pgd.values = {  # type: ignore[attr-defined]
     "pgd_error": ValueInfo("PGD error", headline=True, ci=EXAMPLES),
     "pgd_clean_error_on_subset": ValueInfo("Clean error on the attacked images"),
 }
+
+
+def pgd_per_example(
+    records: Mapping[str, np.ndarray], table: Callable[[str], pd.DataFrame | None]
+) -> dict[str, PerExample]:
+    """Each attacked image (the first ``n`` of the test set) right or wrong under attack."""
+    if "adv_correct" not in records:
+        return {}
+    adv = records["adv_correct"].astype(float)
+    return {"pgd_error": PerExample(adv, f"first{len(adv)}")}
+
+
+pgd.per_example = pgd_per_example  # type: ignore[attr-defined]
 
 
 def _check_options(**options: Any) -> None:

@@ -15,6 +15,11 @@ name stands for a part that depends on the options, e.g. ``corruption_error_*``)
 the leaderboard, the plots and the claims read them from there (the torchmetrics way: the
 metadata sits on the metric). Claims that name a value no metric declares are refused before
 any data is read.
+
+A metric that declares values with ``ci=EXAMPLES`` also carries ``metric.per_example(records,
+table)``: from the records it saved (``records``: its own, without the ``<metric>/`` prefix) and
+its saved tables (``table(name)``: a DataFrame or None) it gives back each such value's
+:class:`PerExample` outcomes, which the leaderboard bootstraps and the claims pair.
 """
 
 from __future__ import annotations
@@ -72,7 +77,18 @@ class Metric(Protocol):
     ) -> MetricResult: ...
 
 
-METRICS: Registry[Metric] = Registry("metric")
+#: the metrics by name; the built-in ones register when their module is imported, at the first
+#: look-up (so ``robench.evaluation.functional`` and the report's metadata reads stay light)
+METRICS: Registry[Metric] = Registry(
+    "metric",
+    builtins=[
+        f"robench.evaluation.{module}"
+        for module in (
+            "clean", "corruption", "calibration", "flip", "adversarial", "ood", "rendition",
+            "corruption_bar",
+        )
+    ],
+)  # fmt: skip
 
 #: how an interval is computed: over seeds only, or also (with one seed) by a bootstrap over
 #: the test examples of the run, for values that are means of per-example outcomes
@@ -110,6 +126,16 @@ class ValueInfo:
     @property
     def arrow(self) -> str:
         return "↑" if self.higher_is_better else "↓"
+
+
+@dataclass(frozen=True)
+class PerExample:
+    """The outcomes behind a value declared ``ci=EXAMPLES``: the value is the percent error
+    ``100 * (1 - mean(correct))`` over the test examples; ``examples`` names which examples
+    they are (with the test set's hash, the key under which two runs' outcomes pair)."""
+
+    correct: np.ndarray  # (N,): 1 right, 0 wrong, or a fraction (e.g. over corruptions)
+    examples: str
 
 
 def value_infos(metric: Metric) -> dict[str, ValueInfo]:

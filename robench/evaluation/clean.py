@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+
+import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 
@@ -11,6 +15,7 @@ from robench.evaluation.base import (
     METRICS,
     EvalContext,
     MetricResult,
+    PerExample,
     ValueInfo,
     predict_logits,
 )
@@ -38,3 +43,16 @@ clean.values = {  # type: ignore[attr-defined]
     "clean_error": ValueInfo("Clean error", headline=True, ci=EXAMPLES),
     "clean_nll": ValueInfo("Clean negative log-likelihood", unit="nats", short="Clean NLL"),
 }
+
+
+def clean_per_example(
+    records: Mapping[str, np.ndarray], table: Callable[[str], pd.DataFrame | None]
+) -> dict[str, PerExample]:
+    """Each test image right or wrong, from the saved predictions and labels."""
+    if not {"pred", "label"} <= records.keys():
+        return {}
+    correct = (records["pred"] == records["label"]).astype(float)
+    return {"clean_error": PerExample(correct, "all")}
+
+
+clean.per_example = clean_per_example  # type: ignore[attr-defined]

@@ -17,7 +17,7 @@ Conventions (docs/metrics.md#corruption; Hendrycks & Dietterich, ICLR 2019, arXi
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from robench.data.corrupted_sets import SEVERITIES, ensure_cifar_c, load_cifar_c
-from robench.data.corruption_constants import BENCHMARK_CORRUPTIONS, get_constants
+from robench.data.corruption_constants import BENCHMARK_CORRUPTIONS, SEVERITIES, get_constants
 from robench.data.datasets import ImageData
 from robench.data.folders import (
     FolderImages,
@@ -40,11 +39,13 @@ from robench.evaluation.base import (
     METRICS,
     EvalContext,
     MetricResult,
+    PerExample,
     ValueInfo,
     predict_logits,
 )
 from robench.evaluation.calibration import confidence_and_correct
 from robench.evaluation.functional import ALEXNET_ERRORS, alexnet_mce, rms_calibration_error
+from robench.io import hash_arrays
 
 
 def eval_subset(n_test: int, n: int, seed: int) -> np.ndarray:
@@ -190,6 +191,9 @@ def _generated(
     table_name: str,
 ) -> Iterator[CorruptedSet]:
     """Sets generated from the clean test set (cached by content, constants and seed)."""
+    # the generators (OpenCV, SciPy) load only here: reading a metric's metadata needs none
+    from robench.data.corrupted_sets import ensure_cifar_c, load_cifar_c
+
     index = eval_subset(len(data), n_per_severity, seed)
     labels = data.labels[index]
     folder = ensure_cifar_c(
@@ -214,6 +218,8 @@ def _from_npy(
     data: ImageData, root: Path, corruptions: Sequence[str], severities: Sequence[int]
 ) -> Iterator[CorruptedSet]:
     """An official CIFAR-10-C style folder, rows in test-set order."""
+    from robench.data.corrupted_sets import load_cifar_c
+
     index = np.arange(len(data))
     for name in corruptions:
         for severity in severities:
@@ -265,3 +271,30 @@ corruption.values = {  # type: ignore[attr-defined]
         short="mCE (AlexNet)",
     ),
 }
+
+
+def corruption_per_example(
+    records: Mapping[str, np.ndarray],
+    table: Callable[[str], pd.DataFrame | None],
+    *,
+    value: str = "corruption_error",
+    metric: str = "corruption",
+) -> dict[str, PerExample]:
+    """Each image's accuracy over the corruptions x severities (``records["correct"]``, (C, S,
+    N)), so that a resample keeps the same images under every corruption, as the benchmark
+    does; per corruption, its accuracy over the severities. Keyed by the evaluated images."""
+    if "correct" not in records:
+        return {}
+    correct = records["correct"].astype(float)
+    index = records.get("index", np.arange(correct.shape[-1]))
+    examples = f"{metric}:{hash_arrays(index)}"
+    out = {value: PerExample(correct.mean(axis=(0, 1)), examples)}
+    errors = table("errors")
+    if errors is not None:
+        names = errors["corruption"].drop_duplicates().tolist()
+        for c, name in enumerate(names[: correct.shape[0]]):
+            out[f"{value}_{name}"] = PerExample(correct[c].mean(axis=0), examples)
+    return out
+
+
+corruption.per_example = corruption_per_example  # type: ignore[attr-defined]

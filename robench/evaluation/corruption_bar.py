@@ -11,6 +11,7 @@ keeps both its CIFAR-C and its C-Bar numbers.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,11 +19,11 @@ from typing import Any
 import pandas as pd
 import torch
 
-from robench.data.corrupted_sets import SEVERITIES
+from robench.data.corruption_constants import SEVERITIES
 from robench.data.datasets import ImageData
 from robench.errors import DataError
 from robench.evaluation.base import EXAMPLES, METRICS, EvalContext, MetricResult, ValueInfo
-from robench.evaluation.corruption import corruption
+from robench.evaluation.corruption import corruption, corruption_per_example
 
 #: the 10 CIFAR-10-C-Bar corruptions, spelt as their files are (``cifar10_c_bar.csv``)
 CBAR_CORRUPTIONS = (
@@ -108,3 +109,7 @@ corruption_bar.values = {  # type: ignore[attr-defined]
     "cbar_rms_calibration_error": ValueInfo("RMS calibration error under C-Bar corruptions"),
     "cbar_error_*": ValueInfo("Error under one C-Bar corruption", ci=EXAMPLES),
 }
+
+corruption_bar.per_example = functools.partial(  # type: ignore[attr-defined]
+    corruption_per_example, value="cbar_error", metric="corruption_bar"
+)

@@ -15,9 +15,8 @@ from collections.abc import Sequence
 import pandas as pd
 import torch
 
-from robench.data.corrupted_sets import ensure_cifar_p, load_cifar_p
+from robench.data.corruption_constants import TEST_PERTURBATIONS
 from robench.data.datasets import ImageData
-from robench.data.perturbations import TEST_PERTURBATIONS, is_noise
 from robench.evaluation.base import METRICS, EvalContext, MetricResult, ValueInfo, predict_logits
 from robench.evaluation.corruption import eval_subset
 from robench.evaluation.functional import flip_probability
@@ -35,6 +34,10 @@ def flip(
     workers: int = 0,
 ) -> MetricResult:
     """``n_images`` sequences from a seeded subset of the test set (0 = all, the benchmark)."""
+    # the generators (OpenCV, SciPy) load only here: reading a metric's metadata needs none
+    from robench.data.corrupted_sets import ensure_cifar_p, load_cifar_p
+    from robench.data.perturbations import is_noise
+
     index = eval_subset(len(data), n_images, seed)
     images = data.images[index].permute(0, 2, 3, 1).numpy()
     folder = ensure_cifar_p(

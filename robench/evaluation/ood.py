@@ -14,7 +14,6 @@ import pandas as pd
 import torch
 
 from robench.data.datasets import ImageData
-from robench.data.ood import DEFAULT_SETS, load_ood_set
 from robench.errors import ConfigError, DataError
 from robench.evaluation.base import METRICS, EvalContext, MetricResult, ValueInfo, predict_logits
 from robench.evaluation.functional import ood_measures
@@ -64,6 +63,9 @@ def ood(
         raise ConfigError(f"ood n_ood must be >= 1, got {n_ood}")
     if sets is not None and (isinstance(sets, str) or not sets):
         raise ConfigError(f"ood sets must be a non-empty list of set names, got {sets!r}")
+    # the OOD set makers load only here: reading a metric's metadata needs none of them
+    from robench.data.ood import DEFAULT_SETS, load_ood_set
+
     optional = []
     if sets is None:
         sets = list(DEFAULT_SETS)

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from robench.errors import ConfigError
+from robench.evaluation.base import declared_values
 from robench.evaluation.functional import alexnet_mce, mce
 from robench.io import atomic_write, hash_text
 from robench.runs import list_runs, read_metrics, runs_root
@@ -246,8 +247,6 @@ NOT_METRICS = {
     "eval_data_hash",
     "parameters",
 }
-#: how a metrics.json value name maps onto (metric, corruption) in the long table
-_PER_NAME = {"corruption_error_": "corruption_error", "fp_": "flip_probability"}
 LONG_COLUMNS = [
     "run_id",
     "recipe",
@@ -265,12 +264,16 @@ LONG_COLUMNS = [
 ]
 
 
-def split_name(name: str) -> tuple[str, str | None]:
-    """``corruption_error_fog`` -> (corruption_error, fog); ``fp_rotate`` -> (flip_probability,
-    rotate); anything else -> (name, None)."""
-    for prefix, metric in _PER_NAME.items():
-        if name.startswith(prefix):
-            return metric, name[len(prefix) :]
+def split_name(name: str, declared: list[str]) -> tuple[str, str | None]:
+    """``corruption_error_fog`` -> (corruption_error, fog), ``fp_rotate`` -> (fp, rotate): a value
+    that a metric declares with a trailing wildcard (``corruption_error_*``, see
+    :func:`~robench.evaluation.base.declared_values`) splits into the wildcard's stem and the
+    part; a name declared as it is (``ood_auroc_mean``) or not at all -> (name, None)."""
+    if name not in declared:
+        for pattern in declared:
+            stem = pattern.removesuffix("_*")
+            if stem != pattern and "*" not in stem and name.startswith(f"{stem}_"):
+                return stem, name[len(stem) + 1 :]
     return name, None
 
 
@@ -278,11 +281,13 @@ def long_table(runs: pd.DataFrame, results_dir: str | Path) -> pd.DataFrame:
     """One row per (run, metric, corruption, severity, value): the format that pivots into
     RobustBench's (corruption, severity) x model tables.
 
-    Scalars of metrics.json have no severity; per-corruption means (``corruption_error_<c>``,
-    ``fp_<perturbation>``) carry the corruption (or CIFAR-P perturbation) name; the rows of
+    Scalars of metrics.json have no severity; the values a metric declares per part
+    (``corruption_error_<c>``, ``fp_<perturbation>``, ``ood_auroc_<set>``) carry the part's name
+    (a corruption, a CIFAR-P perturbation, an OOD set) in ``corruption``; the rows of
     ``corruption_errors.csv`` carry both (metrics ``corruption_error`` and
     ``corruption_rms_calibration_error``).
     """
+    declared = declared_values()
     ident = [c for c in LONG_COLUMNS[:9] if c in runs]
     rows: list[dict[str, Any]] = []
     for _, run in runs.iterrows():
@@ -290,7 +295,7 @@ def long_table(runs: pd.DataFrame, results_dir: str | Path) -> pd.DataFrame:
         for name, value in run.items():
             if name in NOT_METRICS or not isinstance(value, int | float) or pd.isna(value):
                 continue
-            metric, corruption = split_name(str(name))
+            metric, corruption = split_name(str(name), declared)
             rows.append({**who, "metric": metric, "corruption": corruption, "value": value})
         errors = corruption_errors(results_dir, run["run_id"])
         for r in [] if errors is None else errors.itertuples():
@@ -350,9 +355,9 @@ def run_summary(runs: pd.DataFrame, run_id: str) -> pd.DataFrame:
     per-corruption, per-perturbation or per-OOD-set values; those are in runs.csv)."""
     row = runs[runs["run_id"] == run_id]
     hidden = {"run_id", "recipe", "base_recipe", "augment", "eval_data_hash", "label", "setting"}
+    declared = declared_values()
 
     def shown(name: str) -> bool:
-        per_set = name.startswith("ood_") and not name.endswith("_mean")
-        return name not in hidden and split_name(name)[1] is None and not per_set
+        return name not in hidden and split_name(name, declared)[1] is None
 
     return row[[c for c in row.columns if shown(c)]].dropna(axis=1, how="all")

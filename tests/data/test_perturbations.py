@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from robench.data import perturbations as P
+from robench.data.corruption_constants import TEST_PERTURBATIONS
 from robench.errors import ConfigError
 from robench.evaluation.functional import flip_probability
 
@@ -64,8 +65,8 @@ def test_flip_probability_checks():
 
 
 def test_the_ten_test_sequences():
-    assert len(P.TEST_PERTURBATIONS) == 10 and "spatter" in P.TEST_PERTURBATIONS
-    assert "snow" not in P.TEST_PERTURBATIONS  # commented out in cifar-p-eval.py
+    assert len(TEST_PERTURBATIONS) == 10 and "spatter" in TEST_PERTURBATIONS
+    assert "snow" not in TEST_PERTURBATIONS  # commented out in cifar-p-eval.py
     assert P.FRAMES["motion_blur"] == 21 and P.FRAMES["translate"] == 16
     assert {n for n in P.ALL_PERTURBATIONS if P.is_noise(n)} == set(P.NOISE_LEVELS)
 

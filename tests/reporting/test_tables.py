@@ -123,8 +123,7 @@ def test_long_table_round_trips_to_the_run_files(results: Path) -> None:
         scalars = mine[mine["severity"].isna()]
         back = {}
         for r in scalars.itertuples():
-            prefix = {"corruption_error": "corruption_error_", "flip_probability": "fp_"}
-            name = r.metric if pd.isna(r.corruption) else prefix[r.metric] + r.corruption
+            name = r.metric if pd.isna(r.corruption) else f"{r.metric}_{r.corruption}"
             back[name] = r.value
         doc = read_metrics(run_dir)
         flat = {k: v for values in doc["metrics"].values() for k, v in values.items()}
