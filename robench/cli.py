@@ -219,22 +219,41 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     from robench.config import load_config
     from robench.sweep import failure_error, gpu_slots, plan, run_sweep, shell_line
 
-    base = load_config(args.config, list(args.set or []))
+    base = load_config(args.config, [*(args.set or []), *_slurm_overrides(args)])
     methods = _words(args.methods) or [base.augment.method]
     seeds = [_int_arg("--seeds", s) for s in _words(args.seeds)] or [base.seed]
     if args.nproc_per_node < 1 or args.parallel < 1:
         raise RobenchError("--nproc-per-node and --parallel must be >= 1")
-    slots = gpu_slots(_words(args.gpus), args.nproc_per_node, args.parallel)
+    on_cluster = args.executor != "local"
+    results = Path(args.results_dir or base.results_dir).absolute()
     todo, done = plan(
-        args.config,
+        Path(args.config).absolute() if on_cluster else args.config,
         methods,
         seeds,
-        nproc=args.nproc_per_node,
-        overrides=list(args.set or []),
-        results_dir=args.results_dir,
+        nproc=1 if on_cluster else args.nproc_per_node,  # a job's tasks are its processes
+        overrides=list(args.set or []),  # the SLURM flags are not the runs' business
+        results_dir=str(results) if on_cluster else args.results_dir,
     )
     total = len(todo) + len(done)
+    if args.status:
+        from robench.cluster import status_lines
+
+        in_order = sorted(todo + done, key=lambda j: (j.seed, methods.index(j.method)))
+        print("\n".join(status_lines(in_order, results, base.evaluate.metrics)))
+        return
     print(f"sweep: {total} runs, {len(done)} finished (skipped), {len(todo)} to run")
+    if on_cluster:
+        from robench.cluster import submit_sweep, wait_for_jobs
+
+        records = submit_sweep(
+            args.executor, todo, results, base.sweep.slurm, args.nproc_per_node, args.dry_run
+        )
+        if args.wait and not args.dry_run:
+            wait_for_jobs(records, results, base.evaluate.metrics, total)
+        elif records:
+            print(f"sweep: {len(records)} jobs submitted; --status (same arguments) follows them")
+        return
+    slots = gpu_slots(_words(args.gpus), args.nproc_per_node, args.parallel)
     if args.dry_run:
         for i, job in enumerate(todo):
             print(shell_line(job, slots[i % len(slots)]))
@@ -244,6 +263,39 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     if failed:
         raise failure_error(failed, total)
     print(f"sweep: all {total} runs finished")
+
+
+#: ``robench sweep`` flags that set ``[sweep.slurm]`` keys
+SLURM_FLAGS = {
+    "partition": "partition",
+    "account": "account",
+    "qos": "qos",
+    "nodes": "nodes",
+    "gpus_per_node": "gpus_per_node",
+    "cpus_per_task": "cpus_per_task",
+    "mem_gb": "mem_gb",
+    "time": "time_minutes",
+    "constraint": "constraint",
+    "array_parallelism": "array_parallelism",
+}
+
+
+def _slurm_overrides(args: argparse.Namespace) -> list[str]:
+    """The SLURM flags as config overrides, so that they are checked like the config's keys."""
+    from robench.config import parse_override, toml_value
+
+    out = [
+        f"sweep.slurm.{key}={toml_value(getattr(args, flag))}"
+        for flag, key in SLURM_FLAGS.items()
+        if getattr(args, flag) is not None
+    ]
+    extra = {}
+    for text in args.sbatch or []:
+        path, value = parse_override(text)
+        extra[".".join(path)] = value
+    if extra:
+        out.append(f"sweep.slurm.sbatch={toml_value(extra)}")
+    return out
 
 
 def _words(text: str | None) -> list[str]:
@@ -566,11 +618,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
     p.add_argument("--results-dir", help="where runs/ go (default: the config's results_dir)")
     p.add_argument(
-        "--nproc-per-node", type=int, default=1, help="processes (GPUs) per run; >1: torchrun"
+        "--nproc-per-node",
+        type=int,
+        default=1,
+        help="processes (GPUs) per run: torchrun when > 1; the tasks of each submitit-local job",
     )
     p.add_argument("--parallel", type=int, default=1, help="runs at once (default 1)")
     p.add_argument("--gpus", help="GPU ids to share out, e.g. 0,1,2,3 (CUDA_VISIBLE_DEVICES)")
     p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    p.add_argument(
+        "--executor",
+        choices=("local", "slurm", "submitit-local"),
+        default="local",
+        help="local: processes on this machine (default); slurm: one SLURM job per run via "
+        "submitit, requeued on time limits ([sweep.slurm]); submitit-local: those jobs here",
+    )
+    p.add_argument("--status", action="store_true", help="each run's state, and its job and log")
+    p.add_argument("--wait", action="store_true", help="slurm: wait until every job has ended")
+    slurm = p.add_argument_group("SLURM (--executor slurm; override [sweep.slurm])")
+    slurm.add_argument("--partition")
+    slurm.add_argument("--account")
+    slurm.add_argument("--qos")
+    slurm.add_argument("--nodes", type=int, help="nodes per run")
+    slurm.add_argument("--gpus-per-node", type=int, help="one training process per GPU")
+    slurm.add_argument("--cpus-per-task", type=int)
+    slurm.add_argument("--mem-gb", type=float)
+    slurm.add_argument("--time", type=int, help="time limit per job, minutes")
+    slurm.add_argument("--constraint")
+    slurm.add_argument("--array-parallelism", type=int, help="runs at once (job array %%N)")
+    slurm.add_argument(
+        "--sbatch", action="append", metavar="KEY=VALUE", help="any sbatch option, repeatable"
+    )
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser(

@@ -129,6 +129,47 @@ class LogConfig:
 
 
 @dataclass
+class SlurmConfig:
+    partition: str = _f("", doc="SLURM partition (sbatch --partition); empty: the default")
+    account: str = _f("", doc="account the jobs are charged to (--account)")
+    qos: str = _f("", doc="quality of service (--qos)")
+    nodes: int = _f(1, doc="nodes per run", lo=1)
+    gpus_per_node: int = _f(
+        1, doc="GPUs per node, one training process each (DDP); 0 = a CPU job", lo=0
+    )
+    cpus_per_task: int = _f(8, doc="CPU cores per training process (--cpus-per-task)", lo=1)
+    mem_gb: float = _f(0.0, doc="memory per node in GB (--mem), 0 = the partition's", lo=0.0)
+    time_minutes: int = _f(
+        240, doc="time limit per job; a job reaching it checkpoints and requeues itself", lo=1
+    )
+    signal_seconds: int = _f(
+        120, doc="how long before the time limit SLURM signals the job to checkpoint", lo=5
+    )
+    max_timeouts: int = _f(
+        20,
+        doc="how often a run may hit the time limit and requeue (preemptions do not count)",
+        lo=0,
+    )
+    constraint: str = _f("", doc="node features (--constraint), e.g. a100")
+    array_parallelism: int = _f(
+        0, doc="runs of one submission running at once (the job array's %N), 0 = no limit", lo=0
+    )
+    setup: list[str] = _f(
+        [], doc='shell lines each job runs first, e.g. ["source .venv/bin/activate"]'
+    )
+    sbatch: dict[str, Any] = _f(
+        {}, doc='more sbatch options, e.g. {exclude = "node12", mail-type = "END"}'
+    )
+
+
+@dataclass
+class SweepConfig:
+    slurm: SlurmConfig = field(
+        default_factory=SlurmConfig, metadata={"doc": "robench sweep --executor slurm"}
+    )
+
+
+@dataclass
 class Config:
     name: str = _f("run", doc="a short name for the experiment (part of the run id)")
     seed: int = _f(0, doc="the one seed every random draw derives from", lo=0)
@@ -139,6 +180,9 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig, metadata={"doc": "training"})
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig, metadata={"doc": "evaluation"})
     log: LogConfig = field(default_factory=LogConfig, metadata={"doc": "experiment tracking"})
+    sweep: SweepConfig = field(
+        default_factory=SweepConfig, metadata={"doc": "where robench sweep runs its jobs"}
+    )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -332,8 +376,14 @@ def _dump_table(table: dict[str, Any], path: list[str]) -> str:
     return out
 
 
-SECTIONS = frozenset(
-    f.name
-    for f in dataclasses.fields(Config)
-    if f.name != "name" and _is_section(typing.get_type_hints(Config)[f.name])
-)
+def _section_names(cls: type) -> set[str]:
+    """The names of the sections of ``cls`` and of their sections (``sweep``, ``slurm``)."""
+    hints = typing.get_type_hints(cls)
+    names = set()
+    for f in dataclasses.fields(cls):
+        if _is_section(hints[f.name]):
+            names |= {f.name, *_section_names(hints[f.name])}
+    return names
+
+
+SECTIONS = frozenset(_section_names(Config))

@@ -43,6 +43,7 @@ _NOT_IDENTITY = {
     ("train", "dist_timeout_minutes"),
     ("evaluate",),
     ("log",),
+    ("sweep",),
 }
 # Keys added after runs existed: left out of the run id while they hold their default, so
 # adding a key never renames (and so never retrains) the runs of configs that do not use it.

@@ -32,6 +32,7 @@ class Job:
     method: str
     seed: int
     command: list[str]
+    run: str  # the run id
     log: Path | None = None
     process: subprocess.Popen | None = field(default=None, repr=False)
     slot: int = 0
@@ -93,7 +94,7 @@ def plan(
             cfg = load_config(config, keys)
             AUGMENTATIONS.get(method)  # an unknown method: one error line with a suggestion
             command = train_command(config, method, seed, nproc=nproc, extra=extra)
-            job = Job(method, seed, command)
+            job = Job(method, seed, command, run_id(cfg))
             doc = read_metrics(runs_root(cfg.results_dir) / run_id(cfg))
             finished = doc is not None and all(m in doc["metrics"] for m in cfg.evaluate.metrics)
             (done if finished else todo).append(job)

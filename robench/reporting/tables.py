@@ -57,6 +57,7 @@ _NOT_RECIPE = [
     ("evaluate", "metrics"),
     ("evaluate", "batch_size"),
     ("log",),
+    ("sweep",),
     ("augment", "options"),  # the resolved options (metrics.json "augment") identify it instead
 ]
 

@@ -3,8 +3,8 @@
 Determinism: the shuffle of each epoch, every augmentation draw (per sample and per step) and the
 global torch RNG (dropout) are seeded from (seed, epoch, index or step), never from a running
 state, so a run resumed from any checkpoint (end of an epoch, or mid-epoch: every
-``checkpoint_every_steps`` steps, every ``checkpoint_minutes``, and on SIGINT/SIGTERM) repeats an
-uninterrupted run bit for bit on the CPU, whatever the number of DataLoader workers.
+``checkpoint_every_steps`` steps, every ``checkpoint_minutes``, and on SIGINT/SIGTERM/SIGUSR2)
+repeats an uninterrupted run bit for bit on the CPU, whatever the number of DataLoader workers.
 
 Under torchrun (see :mod:`robench.distributed`) ``cfg.batch_size`` is the global batch:
 rank ``r`` trains on the ``r``-th contiguous slice of each global batch of that same order, the
@@ -425,8 +425,9 @@ class Trainer:
 
     def fit(self, stop_after: int | None = None) -> list[EpochStats]:
         """Train from where the checkpoint left off to ``cfg.epochs`` (or to epoch
-        ``stop_after``), checkpointing and logging every epoch. SIGINT/SIGTERM stop at the next
-        step after saving a checkpoint (a second SIGINT aborts at once)."""
+        ``stop_after``), checkpointing and logging every epoch. SIGINT, SIGTERM and SIGUSR2 (SLURM's
+        time-limit warning) stop at the next step after saving a checkpoint (a second SIGINT
+        aborts at once)."""
         end = self.cfg.epochs if stop_after is None else min(stop_after, self.cfg.epochs)
         with self._stop_on_signals(), contextlib.closing(self):
             for epoch in range(self.start_epoch, end):
@@ -463,9 +464,9 @@ class Trainer:
                 raise KeyboardInterrupt
             self._stop_requested = True
 
-        previous = {
-            sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)
-        }
+        # SIGUSR2: SLURM's warning before a time limit (robench.cluster), wherever it reaches
+        stops = [signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGUSR2", None)]  # none on Windows
+        previous = {sig: signal.signal(sig, request_stop) for sig in stops if sig is not None}
         try:
             yield
         finally:
