@@ -110,6 +110,17 @@ def _run_until_checkpoints(args: list[str], checkpoint: Path, writes: int, sig: 
     return proc.returncode
 
 
+@pytest.fixture(scope="module")
+def straight_cli_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(data, run folder) of the uninterrupted CLI run the killed ones are compared with: made
+    once for the three kill points."""
+    base = tmp_path_factory.mktemp("straight")
+    npz = make_npz(base / "tiny.npz")
+    subprocess.run(_cli(npz, base / "results"), cwd=REPO, check=True, capture_output=True)
+    (run,) = (base / "results" / "runs").iterdir()
+    return npz, run
+
+
 @pytest.mark.slow
 @pytest.mark.fault(
     "training process killed (SIGKILL after 2 and 7 checkpoint writes, SIGTERM after 4), "
@@ -120,16 +131,13 @@ def _run_until_checkpoints(args: list[str], checkpoint: Path, writes: int, sig: 
 @pytest.mark.parametrize(
     ("sig", "writes"), [(signal.SIGKILL, 2), (signal.SIGKILL, 7), (signal.SIGTERM, 4)]
 )
-def test_killed_process_resumes_exactly(tiny_npz, tmp_path, sig, writes) -> None:
-    straight = tmp_path / "straight"
-    subprocess.run(_cli(tiny_npz, straight), cwd=REPO, check=True, capture_output=True)
-    (run,) = (straight / "runs").iterdir()
-
+def test_killed_process_resumes_exactly(straight_cli_run, tmp_path, sig, writes) -> None:
+    npz, run = straight_cli_run
     killed = tmp_path / "killed"
     checkpoint = killed / "runs" / run.name / "checkpoint.pt"
-    code = _run_until_checkpoints(_cli(tiny_npz, killed), checkpoint, writes, sig)
+    code = _run_until_checkpoints(_cli(npz, killed), checkpoint, writes, sig)
     assert code == (-signal.SIGKILL if sig == signal.SIGKILL else 130)
     assert read_metrics(checkpoint.parent) is None  # no results from an unfinished run
     load_checkpoint(checkpoint)  # never half-written
-    subprocess.run(_cli(tiny_npz, killed, "--resume"), cwd=REPO, check=True, capture_output=True)
+    subprocess.run(_cli(npz, killed, "--resume"), cwd=REPO, check=True, capture_output=True)
     _assert_same(run, checkpoint.parent)
