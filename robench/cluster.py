@@ -279,7 +279,10 @@ def submit_sweep(
         jobs, run_states(results_dir, [j.run for j in jobs], ()), strict=True
     ):
         if state in ACTIVE:  # never one run in two jobs at once
-            print(f"=== {job.name}: already {state} ({where}) ===")
+            hint = ""
+            if state == "unknown":  # sacct does not know it (yet): say how to force it
+                hint = f"; delete {_record_path(results_dir, job.run)} to submit it anyway"
+            print(f"=== {job.name}: not submitted again, its job is {state} ({where}){hint} ===")
         else:
             pending.append(job)
     if dry_run:
@@ -298,8 +301,9 @@ def submit_sweep(
     return records
 
 
-def wait_for_jobs(records: Sequence[Submitted], results_dir: Path, metrics: Sequence[str],
-                  total: int) -> None:  # fmt: skip
+def wait_for_jobs(
+    records: Sequence[Submitted], results_dir: Path, metrics: Sequence[str], total: int
+) -> None:
     """Follow the submitted jobs to their end (a line each); raise naming the failed runs."""
     waiting, failed = list(records), []
     local = all(r.executor == "submitit-local" for r in records)

@@ -250,6 +250,10 @@ def test_slurm_jobs_carry_the_settings_and_report_their_states(
         "module load cuda",
     ]:
         assert line in script.splitlines(), line
+    unknown = sweep_here()  # sacct does not list the jobs yet: not submitted twice either
+    assert all("its job is unknown" in x and "to submit it anyway" in x for x in unknown[1:]), (
+        unknown
+    )
     sacct = fake_slurm / "sacct.txt"
     sacct.write_text("JobID|State|NodeList\n4242_0|RUNNING|gpu07\n4242_1|PENDING|\n")
     lines = sweep_here("--status")
@@ -257,7 +261,8 @@ def test_slurm_jobs_carry_the_settings_and_report_their_states(
     assert lines[1].split()[:4] == ["cutmix", "seed", "0", "queued"], lines
     assert lines[-1] == "sweep: 1 running, 1 queued"
     again = sweep_here()  # nothing is submitted twice
-    assert sum("already" in line for line in again) == 2 and not any(": job" in x for x in again)
+    assert sum("not submitted again, its job is" in x for x in again) == 2
+    assert not any(": job" in x for x in again)
     sacct.write_text("JobID|State|NodeList\n4242_0|TIMEOUT|gpu07\n4242_1|CANCELLED by 7|\n")
     lines = sweep_here("--status")
     assert "failed (TIMEOUT)" in lines[0] and "4242_0_0_log.out" in lines[0]
