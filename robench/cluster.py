@@ -36,7 +36,6 @@ from typing import Any
 from robench.config import SlurmConfig
 from robench.errors import ConfigError, RobenchError
 from robench.io import write_json
-from robench.runs import read_metrics, runs_root
 
 try:
     import submitit
@@ -60,6 +59,7 @@ class RunJob:
 
     def __call__(self) -> str:
         env = dict(os.environ) | process_group_env(submitit.JobEnvironment())
+        env["PYTHONUNBUFFERED"] = "1"  # the job's log shows each line as it is printed
         self._child = subprocess.Popen(self.command, env=env)
         while (code := self._child.poll()) is None:
             time.sleep(0.5)
@@ -239,6 +239,8 @@ def run_states(
     """(state, where to look) of each run: ``finished``; ``queued``, ``running`` or
     ``unknown`` with its job; ``failed (...)`` with the job's log; ``interrupted`` (a checkpoint
     to resume); ``not submitted``."""
+    from robench.runs import read_metrics, runs_root  # torch: not for the job's own process
+
     records = {run: read_submitted(results_dir, run) for run in runs}
     states = job_states([r for r in records.values() if r is not None])
     out = []

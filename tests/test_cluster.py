@@ -94,6 +94,14 @@ def test_process_group_from_slurm_environment() -> None:
     assert process_group_env(SimpleNamespace(num_tasks=1)) == {}
 
 
+def test_a_job_process_loads_no_torch() -> None:
+    """Each job's own process (submitit unpickling robench.cluster.RunJob) stays small: torch
+    loads in the training process it starts, not twice per task."""
+    code = "import sys, robench.cluster; print('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stdout.strip() == "False", done.stderr
+
+
 def test_where_a_run_is_scheduled_is_not_part_of_what_it_is() -> None:
     """[sweep.slurm] stays out of the run id and the recipe: the runs are found again whether
     they were trained on the cluster, locally or elsewhere (and old runs lack the section)."""
