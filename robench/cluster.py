@@ -61,8 +61,13 @@ class RunJob:
         env = dict(os.environ) | process_group_env(submitit.JobEnvironment())
         env["PYTHONUNBUFFERED"] = "1"  # the job's log shows each line as it is printed
         self._child = subprocess.Popen(self.command, env=env)
-        while (code := self._child.poll()) is None:
-            time.sleep(0.5)
+        try:
+            while (code := self._child.poll()) is None:
+                time.sleep(0.5)
+        except BaseException:  # cancelled (submitit's SIGINT), or requeued: never leave it behind
+            if self._child.returncode is None:
+                self._child.send_signal(signal.SIGTERM)  # it checkpoints at its next step
+            raise
         if code:
             raise RobenchError(f"{self.name}: robench train exited with status {code} (log above)")
         return self.name
@@ -77,7 +82,8 @@ class RunJob:
             # not Popen.wait: the poll() this signal interrupted may hold its lock; that poll()
             # may also have reaped the child already
             with contextlib.suppress(ChildProcessError):
-                os.waitpid(child.pid, 0)
+                _, status = os.waitpid(child.pid, 0)
+                child.returncode = os.waitstatus_to_exitcode(status)
         return submitit.helpers.DelayedSubmission(RunJob(self.command, self.name))
 
     def __getstate__(self) -> dict[str, Any]:
