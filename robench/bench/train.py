@@ -1,8 +1,10 @@
-"""``robench bench train`` / ``bench eval``: training-step and inference throughput.
+"""``robench bench train``: training-step throughput.
 
-Every method is timed on the same synthetic in-memory data, in the same process, next to a
-reference that does the same model work without augmentation work: a plugin that only repeats
-each image ``num_views`` times. The ratio between the two is the augmentation's share of a step.
+Every method is timed on the same synthetic in-memory data, in the same process, next to two
+references with the same model work: the framework's step with an augmentation that only repeats
+each image ``num_views`` times (the ratio is the augmentation's share of a step), and the bare
+model step, :func:`bare_images_per_s` (the ratio is what the whole framework costs over the
+arithmetic: data, augmentation, loss bookkeeping, Python dispatch).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 
 from robench.augment import create_augmentation
 from robench.augment.base import Augmentation
@@ -50,6 +53,62 @@ def _images_per_s(trainer: Trainer, epochs: int) -> float:
     return epochs * len(trainer.data) / (time.perf_counter() - start)
 
 
+def bare_images_per_s(
+    model: str,
+    batch_size: int,
+    num_views: int,
+    device: torch.device,
+    *,
+    amp: bool,
+    channels_last: bool,
+    steps: int = 10,
+) -> float:
+    """The bare model step on one random batch of ``num_views * batch_size`` images: forward,
+    cross-entropy, backward and SGD (Nesterov, weight decay), nothing else. On CUDA it is captured
+    as one graph and replayed (PyTorch's whole-network capture with ``torch.cuda.CUDAGraph``), so
+    it runs at the pace of the kernels; elsewhere it runs eagerly. Returns training images (of
+    the original batch) per second, as the framework's rate counts them."""
+    net = create_model(model, 10).to(device).train()
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    net = net.to(memory_format=fmt)
+    optimizer = torch.optim.SGD(
+        net.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4
+    )
+    generator = torch.Generator(device="cpu").manual_seed(0)
+    n = num_views * batch_size
+    x = torch.rand(n, 3, 32, 32, generator=generator).to(device, memory_format=fmt)
+    y = torch.randint(0, 10, (n,), generator=generator).to(device)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)  # as the trainer (and PyTorch's capture example)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            loss = F.cross_entropy(net(x), y)
+        loss.backward()
+        optimizer.step()
+
+    run = step
+    if device.type == "cuda":
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):  # warm-up outside the graph, as the capture requires
+            for _ in range(3):
+                step()
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            step()
+        run = graph.replay
+    run()  # warm-up (allocations)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(steps):
+        run()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return steps * batch_size / (time.perf_counter() - start)
+
+
 def bench_train(
     methods: list[str],
     *,
@@ -62,14 +121,16 @@ def bench_train(
     workers: int = 0,
     variants: Sequence[Sequence[str]] = ((),),
 ) -> pd.DataFrame:
-    """Training images/s per method and variant, each against the same-views reference
-    measured in this process with the same variant. A variant is a list of ``key=value``
-    settings of the ``[train]`` section (``["batch_workers=0"]``, ``["compile=true"]``); the
-    empty variant is the default settings."""
+    """Training images/s per method and variant, each against the same-views references
+    measured in this process with the same variant: the framework with a repeat-only
+    augmentation, and the bare model step. A variant is a list of ``key=value`` settings of the
+    ``[train]`` section (``["batch_workers=0"]``, ``["compile=true"]``); the empty variant is
+    the default settings."""
     data = synthetic_data(n_images)
     scratch = Path(tempfile.mkdtemp(prefix="robench-bench-"))
     rows = []
     references: dict[tuple[int, str], float] = {}
+    bare: dict[tuple[int, str], float] = {}
     for variant in variants:
         setting = ",".join(variant) or "default"
         cfg = dataclasses.replace(
@@ -100,6 +161,14 @@ def bench_train(
                 trainer.close()
                 if label == "reference":
                     references[views, setting] = rate
+                    bare[views, setting] = bare_images_per_s(
+                        model,
+                        batch_size,
+                        views,
+                        trainer.device,
+                        amp=trainer.amp,
+                        channels_last=cfg.channels_last,
+                    )
                     continue
                 reference = references[views, setting]
                 rows.append(
@@ -112,6 +181,8 @@ def bench_train(
                         "reference_images_per_s": reference,
                         "time_ratio_to_reference": reference / rate,
                         "augmentation_share": 1 - rate / reference,
+                        "bare_step_images_per_s": bare[views, setting],
+                        "time_ratio_to_bare_step": bare[views, setting] / rate,
                         "device": str(trainer.device),
                         "amp_bf16": trainer.amp,
                         "workers": workers,

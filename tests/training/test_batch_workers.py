@@ -107,6 +107,9 @@ def test_bench_train_times_each_variant_against_its_own_reference() -> None:
     assert (table["images_per_s"] > 0).all() and (table["reference_images_per_s"] > 0).all()
     ratio = table["reference_images_per_s"] / table["images_per_s"]
     assert ratio.tolist() == pytest.approx(table["time_ratio_to_reference"].tolist())
+    assert (table["bare_step_images_per_s"] > 0).all()
+    to_bare = table["bare_step_images_per_s"] / table["images_per_s"]
+    assert to_bare.tolist() == pytest.approx(table["time_ratio_to_bare_step"].tolist())
 
 
 def test_bench_train_refuses_an_unknown_setting(capsys) -> None:
