@@ -265,29 +265,18 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     print(f"sweep: all {total} runs finished")
 
 
-#: ``robench sweep`` flags that set ``[sweep.slurm]`` keys
-SLURM_FLAGS = {
-    "partition": "partition",
-    "account": "account",
-    "qos": "qos",
-    "nodes": "nodes",
-    "gpus_per_node": "gpus_per_node",
-    "cpus_per_task": "cpus_per_task",
-    "mem_gb": "mem_gb",
-    "time": "time_minutes",
-    "constraint": "constraint",
-    "array_parallelism": "array_parallelism",
-}
-
-
 def _slurm_overrides(args: argparse.Namespace) -> list[str]:
-    """The SLURM flags as config overrides, so that they are checked like the config's keys."""
-    from robench.config import parse_override, toml_value
+    """The SLURM flags as config overrides, so that they are checked like the config's keys
+    (each flag's dest is the name of its ``[sweep.slurm]`` key)."""
+    import dataclasses
 
+    from robench.config import SlurmConfig, parse_override, toml_value
+
+    keys = [f.name for f in dataclasses.fields(SlurmConfig) if f.name != "sbatch"]
     out = [
-        f"sweep.slurm.{key}={toml_value(getattr(args, flag))}"
-        for flag, key in SLURM_FLAGS.items()
-        if getattr(args, flag) is not None
+        f"sweep.slurm.{key}={toml_value(getattr(args, key))}"
+        for key in keys
+        if getattr(args, key, None) is not None
     ]
     extra = {}
     for text in args.sbatch or []:
@@ -643,7 +632,9 @@ def build_parser() -> argparse.ArgumentParser:
     slurm.add_argument("--gpus-per-node", type=int, help="one training process per GPU")
     slurm.add_argument("--cpus-per-task", type=int)
     slurm.add_argument("--mem-gb", type=float)
-    slurm.add_argument("--time", type=int, help="time limit per job, minutes")
+    slurm.add_argument(
+        "--time", dest="time_minutes", type=int, metavar="MINUTES", help="time limit per job"
+    )
     slurm.add_argument("--constraint")
     slurm.add_argument("--array-parallelism", type=int, help="runs at once (job array %%N)")
     slurm.add_argument(

@@ -326,10 +326,9 @@ def wait_for_jobs(
                 failed.append(f"{record.name} ({state}, log {record.log})")
             print(f"=== {record.name}: {state}; {len(waiting)} jobs left ===", flush=True)
     if failed:
-        raise RobenchError(
-            f"{len(failed)} of {total} runs failed: {'; '.join(failed)}; fix the cause and "
-            "rerun the same sweep (finished runs are skipped, interrupted ones resume)"
-        )
+        from robench.sweep import runs_failed  # torch: not for the job's own process
+
+        raise runs_failed(failed, total)
     print(f"sweep: all {total} runs finished")
 
 

@@ -95,7 +95,7 @@ def plan(
             AUGMENTATIONS.get(method)  # an unknown method: one error line with a suggestion
             command = train_command(config, method, seed, nproc=nproc, extra=extra)
             job = Job(method, seed, command, run_id(cfg))
-            doc = read_metrics(runs_root(cfg.results_dir) / run_id(cfg))
+            doc = read_metrics(runs_root(cfg.results_dir) / job.run)
             finished = doc is not None and all(m in doc["metrics"] for m in cfg.evaluate.metrics)
             (done if finished else todo).append(job)
     return todo, done
@@ -172,10 +172,17 @@ def _start(job: Job, gpus: str | None, log_dir: Path | None) -> None:
 
 
 def failure_error(failed: list[Job], total: int) -> RobenchError:
-    names = "; ".join(
-        f"{j.name} (exit {j.process.returncode}{f', log {j.log}' if j.log else ''})" for j in failed
-    )
+    return runs_failed([_failure(job) for job in failed], total)
+
+
+def _failure(job: Job) -> str:
+    log = f", log {job.log}" if job.log else ""
+    return f"{job.name} (exit {job.process.returncode}{log})"
+
+
+def runs_failed(failures: list[str], total: int) -> RobenchError:
+    """The sweep's closing error, whichever executor ran it: each failed run with where to look."""
     return RobenchError(
-        f"{len(failed)} of {total} runs failed: {names}; fix the cause and rerun the same sweep "
-        "(finished runs are skipped, interrupted ones resume)"
+        f"{len(failures)} of {total} runs failed: {'; '.join(failures)}; fix the cause and rerun "
+        "the same sweep (finished runs are skipped, interrupted ones resume)"
     )

@@ -45,6 +45,7 @@ from robench.evaluation.base import (
     ValueInfo,
     value_infos,
 )
+from robench.evaluation.functional import percent_error
 from robench.models import create_model
 
 __all__ = [
@@ -363,7 +364,7 @@ def _check_per_example(
     outcomes = per_example(result.records, result.tables.get)
     for name in resampled:
         _require(name in outcomes, what, f"metric.per_example gives no outcomes for {name!r}")
-        error = 100.0 * (1.0 - float(np.mean(outcomes[name].correct)))
+        error = percent_error(outcomes[name].correct)
         _require(
             math.isclose(error, result.values[name], abs_tol=1e-4),
             what,

@@ -130,9 +130,10 @@ class ValueInfo:
 
 @dataclass(frozen=True)
 class PerExample:
-    """The outcomes behind a value declared ``ci=EXAMPLES``: the value is the percent error
-    ``100 * (1 - mean(correct))`` over the test examples; ``examples`` names which examples
-    they are (with the test set's hash, the key under which two runs' outcomes pair)."""
+    """The outcomes behind a value declared ``ci=EXAMPLES``: the value is their percent error,
+    ``100 * (1 - mean(correct))`` (:func:`~robench.evaluation.functional.percent_error`);
+    ``examples`` names which examples they are (with the test set's hash, the key under which
+    two runs' outcomes pair)."""
 
     correct: np.ndarray  # (N,): 1 right, 0 wrong, or a fraction (e.g. over corruptions)
     examples: str

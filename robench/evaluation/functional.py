@@ -6,7 +6,8 @@ them (torchmetrics' ``functional`` in spirit).
   :func:`reliability_table` (fractions, not percent);
 * corruption: :func:`mce` against any reference run, :func:`alexnet_mce` against AlexNet;
 * OOD detection: :func:`ood_measures` (AUROC, AUPR, FPR95), :func:`fpr_at_recall`;
-* stability: :func:`flip_probability` (CIFAR-P).
+* stability: :func:`flip_probability` (CIFAR-P);
+* per-example outcomes: :func:`percent_error`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,12 @@ import pandas as pd
 from robench.errors import ConfigError
 
 _SEVERITIES = (1, 2, 3, 4, 5)  # the five levels of the corruption benchmarks
+
+
+def percent_error(correct: np.ndarray) -> float:
+    """The percent error of per-example outcomes (1 right, 0 wrong, or a fraction): what every
+    value declared ``ci="examples"`` is, and what a bootstrap resample of them recomputes."""
+    return 100.0 * (1.0 - float(np.asarray(correct).mean()))
 
 
 def _check(confidence: np.ndarray, correct: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -18,12 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from robench.evaluation.base import METRICS
+from robench.evaluation.functional import percent_error
 from robench.reporting.stats import Examples
 from robench.runs import read_records, read_table
-
-
-def _error(correct: np.ndarray) -> float:
-    return 100.0 * (1.0 - float(correct.mean()))
 
 
 def run_examples(run_dir: Path, data_hash: str) -> dict[str, Examples]:
@@ -42,5 +39,5 @@ def run_examples(run_dir: Path, data_hash: str) -> dict[str, Examples]:
         table = functools.partial(read_table, run_dir, metric)
         for value, outcomes in per_example(own, table).items():
             key = f"{data_hash}:{outcomes.examples}"
-            out[value] = Examples(np.asarray(outcomes.correct, dtype=float), _error, key)
+            out[value] = Examples(np.asarray(outcomes.correct, dtype=float), percent_error, key)
     return out

@@ -22,7 +22,7 @@ from robench.errors import ConfigError
 from robench.evaluation.base import declared_values
 from robench.evaluation.functional import alexnet_mce, mce
 from robench.io import atomic_write, hash_text
-from robench.runs import list_runs, read_metrics, runs_root
+from robench.runs import list_runs, read_metrics, read_table, runs_root
 
 ID_COLUMNS = ["run_id", "method", "model", "dataset", "epochs", "seed"]
 #: the recipe columns a reader sees (``recipe`` is their short hash, plus the rest of the config)
@@ -163,8 +163,7 @@ def gather_runs(
 
 def corruption_errors(results_dir: str | Path, run_id: str) -> pd.DataFrame | None:
     """A run's (corruption, severity, error, ...) table, or None when it was not evaluated."""
-    path = runs_root(results_dir) / run_id / "tables" / "corruption_errors.csv"
-    return pd.read_csv(path) if path.is_file() else None
+    return read_table(runs_root(results_dir) / run_id, "corruption", "errors")
 
 
 #: the per-run values that :func:`add_mce` derives from the metrics' own
