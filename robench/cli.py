@@ -280,6 +280,10 @@ def _slurm_overrides(args: argparse.Namespace) -> list[str]:
     ]
     extra = {}
     for text in args.sbatch or []:
+        if "=" not in text:
+            raise RobenchError(
+                f"--sbatch takes KEY=VALUE, e.g. --sbatch exclude=node12; got {text!r}"
+            )
         path, value = parse_override(text)
         extra[".".join(path)] = value
     if extra:

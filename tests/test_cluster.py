@@ -288,3 +288,13 @@ def test_slurm_executor_says_where_slurm_is_missing(tmp_path: Path, capsys) -> N
     assert code == 2
     assert "no SLURM here (sbatch/srun not found)" in err and "submitit-local" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_a_malformed_sbatch_option_is_one_line(capsys) -> None:
+    args = ["sweep", QUICK, "--executor", "slurm", "--sbatch", "novalue", "--dry-run"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert (
+        err
+        == "robench: error: --sbatch takes KEY=VALUE, e.g. --sbatch exclude=node12; got 'novalue'"
+    )
