@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,15 @@ from robench.config import Config, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data" / "cifar10-jpeg"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _temporary_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Caches (decoded image folders, generated sets) go to a temporary folder, never to
+    ./results/cache; tests that need a cache of their own set ROBENCH_CACHE again."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ROBENCH_CACHE", str(tmp_path_factory.mktemp("robench-cache")))
+        yield
 
 
 @pytest.fixture

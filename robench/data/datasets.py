@@ -41,7 +41,7 @@ from robench.data.folders import (
     name_list,
 )
 from robench.errors import DataError, RobenchError
-from robench.io import hash_arrays
+from robench.io import atomic_path, cache_dir, cache_lock, hash_arrays, hash_text
 from robench.registry import Registry
 
 SPLITS = ("train", "test")
@@ -207,7 +207,7 @@ def load_dataset(
         keep = _subset_indices(labels, len(classes), per_class, subset_seed)
         if keep is not None:
             files, labels = [files[i] for i in keep], labels[keep]
-        images = _decode_images(files, f"decoding {name}/{split}", progress)
+        images = _cached_decode(files, source, f"decoding {name}/{split}", progress)
     else:
         if not sep and spec in _CIFAR:
             name = spec
@@ -592,6 +592,33 @@ def _list_imagefolder(base: Path, split: str) -> tuple[list[str], np.ndarray, li
 def _read_image(path: str) -> np.ndarray:
     with Image.open(path) as image:
         return np.asarray(image.convert("RGB"))
+
+
+def _cached_decode(files: list[str], folder: Path, desc: str, progress: bool) -> np.ndarray:
+    """:func:`_decode_images`, kept in the cache (``<cache>/decoded/<key>/images.npy``) under a
+    hash of the files' names, sizes and modification times: the next run of a recipe reads one
+    array instead of decoding thousands of JPEGs. An edited, added or removed file changes the
+    key; an unreadable cache file is decoded afresh. Processes that want the same files
+    (torchrun ranks) wait for the one that decodes them."""
+    lines = []
+    for f in files:
+        stat = os.stat(f)
+        lines.append(f"{os.path.relpath(f, folder)}\t{stat.st_size}\t{stat.st_mtime_ns}")
+    entry = cache_dir() / "decoded" / hash_text(f"{folder.resolve()}\n" + "\n".join(lines))
+    target = entry / "images.npy"
+    with cache_lock(entry):
+        try:
+            images = np.load(target)
+            if images.dtype == np.uint8 and images.ndim == 4 and len(images) == len(files):
+                return images
+        except (OSError, ValueError, EOFError):
+            pass  # missing, truncated or foreign: decode again and replace it
+        images = _decode_images(files, desc, progress)
+        with atomic_path(target) as tmp, open(tmp, "wb") as f:
+            np.save(f, images)
+            f.flush()
+            os.fsync(f.fileno())
+    return images
 
 
 def _decode_images(files: list[str], desc: str, progress: bool) -> np.ndarray:

@@ -1,7 +1,28 @@
-"""Reporting: result tables, the leaderboard, plots, the report page and claims checks."""
+"""Reporting: result tables, the leaderboard, plots, the report page and claims checks.
 
-from robench.reporting.build import Report, build_report, report
-from robench.reporting.claims import assert_claims, check_claims
-from robench.reporting.tables import gather_runs
+The names below load on first use, so ``robench train`` (which prints one summary row through
+:mod:`robench.reporting.tables`) does not import matplotlib and the page builder."""
 
-__all__ = ["Report", "assert_claims", "build_report", "check_claims", "gather_runs", "report"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+#: each public name and the module that defines it
+_API = {
+    "Report": "robench.reporting.build",
+    "build_report": "robench.reporting.build",
+    "report": "robench.reporting.build",
+    "assert_claims": "robench.reporting.claims",
+    "check_claims": "robench.reporting.claims",
+    "gather_runs": "robench.reporting.tables",
+}
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _API:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_API[name]), name)
+    globals()[name] = value
+    return value

@@ -384,6 +384,42 @@ def test_imagefolder_without_split_folders_serves_every_split(tmp_path: Path) ->
         assert data.identity.name == "flat" and data.identity.split == split
 
 
+def test_imagefolder_decoding_is_cached_until_a_file_changes(tmp_path: Path, monkeypatch) -> None:
+    """The second load reads the cached array (no image is opened); an edited file, a damaged
+    cache file and another subset are decoded afresh."""
+    from robench.data import datasets
+
+    monkeypatch.setenv("ROBENCH_CACHE", str(tmp_path / "cache"))
+    images = png_set(5)
+    write_png_folder(tmp_path / "pets", images)
+    spec = f"imagefolder:{tmp_path / 'pets'}"
+    first = load(spec, "train")
+    opened: list[str] = []
+    read = datasets._read_image
+    monkeypatch.setattr(datasets, "_read_image", lambda path: opened.append(path) or read(path))
+    again = load(spec, "train")
+    assert opened == [] and torch_equal(first, again)
+    assert again.identity == first.identity
+    (cached,) = (tmp_path / "cache" / "decoded").glob("*/images.npy")
+
+    load(spec, "train", per_class=1)  # other files, another entry
+    assert len(set(opened)) == 3 and len(list(cached.parent.parent.iterdir())) == 2
+
+    opened.clear()
+    cached.write_bytes(cached.read_bytes()[:100])  # a truncated cache file
+    assert torch_equal(load(spec, "train"), first) and len(set(opened)) == 9
+    opened.clear()
+    assert torch_equal(load(spec, "train"), first) and opened == []  # rewritten whole
+
+    edited = tmp_path / "pets" / "bee" / "000.png"
+    images["bee"][0] = 255 - images["bee"][0]
+    Image.fromarray(images["bee"][0]).save(edited)
+    os.utime(edited, ns=(1, 1))  # the same size is possible; the modification time differs
+    changed = load(spec, "train")
+    assert len(set(opened)) == 9 and np.array_equal(changed.images.numpy(), expected_chw(images))
+    assert changed.identity.content_hash != first.identity.content_hash
+
+
 def test_imagefolder_with_only_a_train_folder_has_no_test_split(tmp_path: Path) -> None:
     write_png_folder(tmp_path / "half" / "train", png_set(3))
     assert "no test/ or val/ split folder" in data_error(f"imagefolder:{tmp_path / 'half'}", "test")

@@ -11,6 +11,7 @@ from fabricate import fabricate_run
 from scipy import stats as sps
 
 from robench.cli import main
+from robench.config import load_config
 from robench.errors import ConfigError
 from robench.reporting.claims import (
     FAIL,
@@ -298,3 +299,21 @@ def test_the_shipped_paper_claims_load(repo_root: Path) -> None:
     assert all(c.recipe.model == "wrn_40_4" and c.recipe.epochs == 100 for c in claims)
     assert all(c.recipe.options["ipmix"] == {"jsd": True} for c in claims)
     assert all(c.source.startswith("IPMix v5") for c in claims)
+
+
+def test_the_shipped_wrn40_2_claims_are_scoped_to_their_recipe(repo_root: Path) -> None:
+    """baselines/claims/paper_wrn40_2.toml is about the runs of baselines/paper_wrn40_2.toml on
+    cifar10-jpeg, and every claim names its paper."""
+    recipe = load_config(repo_root / "baselines" / "paper_wrn40_2.toml")
+    claims = load_claims(repo_root / "baselines" / "claims" / "paper_wrn40_2.toml")
+    assert len(claims) >= 10
+    for c in claims:
+        assert (c.recipe.config, c.recipe.model, c.recipe.epochs) == (
+            recipe.name,
+            recipe.model.name,
+            recipe.train.epochs,
+        )
+        assert c.recipe.dataset == "cifar10-jpeg"
+        assert c.source.split()[0] in {"AugMix", "PixMix", "IPMix"}
+    methods = {side.method for c in claims for side in (c.lhs, c.rhs)}
+    assert methods == {"baseline", "cutmix", "augmix", "pixmix", "ipmix"}

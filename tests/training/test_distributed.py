@@ -59,7 +59,8 @@ flip = {{perturbations = ["gaussian_noise", "rotate"], n_images = 8}}
 """
 
 GRADIENT_CHECK = """
-import copy, json, torch, torch.nn.functional as F
+import copy, json, sys, torch, torch.nn.functional as F
+from pathlib import Path
 from robench.models import create_model
 from robench import distributed as D
 from robench.training.sync_batchnorm import sync_batch_norm
@@ -84,7 +85,8 @@ with D.session("cpu"):
         (a.double() - b.double()).abs().max().item()
         for a, b in zip(model.buffers(), ref.buffers(), strict=True)
     )
-    print(json.dumps({"rank": w.rank, "grads": grads, "buffers": buffers}))
+    report = {"rank": w.rank, "grads": grads, "buffers": buffers}
+    (Path(sys.argv[1]) / f"rank{w.rank}.json").write_text(json.dumps(report))
 """
 
 STOP_MID_EPOCH_2_ON_RANK_1 = """
@@ -185,9 +187,10 @@ def test_ddp_step_has_the_single_process_gradients(tmp_path) -> None:
     """Sharded batch + cross-rank BatchNorm (CPU) + DDP = the full-batch step, in float64."""
     script = tmp_path / "check.py"
     script.write_text(GRADIENT_CHECK)
-    lines = [json.loads(line) for line in _torchrun(2, script).splitlines() if line.strip()]
-    assert sorted(r["rank"] for r in lines) == [0, 1]
-    for r in lines:
+    _torchrun(2, script, tmp_path)  # one file per rank: their stdout lines can interleave
+    reports = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("rank*.json"))]
+    assert [r["rank"] for r in reports] == [0, 1]
+    for r in reports:
         assert r["grads"] < 1e-10 and r["buffers"] < 1e-10, r
 
 
