@@ -10,10 +10,22 @@ import pytest
 import torch
 from torch import nn
 
+from robench.cli import main
 from robench.config import Config, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data" / "cifar10-jpeg"
+
+
+def run_in_process(*args: str) -> None:
+    """``robench ARGS`` in this process: the steps of a fault test that are not killed need no
+    process of their own (~6 s of imports each). Torch's thread count is restored afterwards,
+    since a ``train.threads`` setting would otherwise stay for the tests that follow."""
+    threads = torch.get_num_threads()
+    try:
+        assert main([*args]) == 0
+    finally:
+        torch.set_num_threads(threads)
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -17,6 +17,7 @@ import pytest
 from robench.data.corrupted_sets import ensure_cifar_c
 from robench.data.mixing import cached_fractals
 from robench.runs import read_metrics
+from tests.conftest import run_in_process
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -111,8 +112,8 @@ def test_killed_generation_continues(tmp_path, shared_data) -> None:
     _kill_when(proc, one_file_done)
     kept = json.loads(progress.read_text())["files"]
     assert not (out / "cifar10-jpeg-C" / "manifest.json").exists()
-    subprocess.run(_cli(*args, names, "--out", str(out)), cwd=REPO, check=True)
-    subprocess.run(_cli(*args, names, "--out", str(tmp_path / "straight")), cwd=REPO, check=True)
+    run_in_process(*args, names, "--out", str(out))
+    run_in_process(*args, names, "--out", str(tmp_path / "straight"))
     resumed = json.loads((out / "cifar10-jpeg-C" / "manifest.json").read_text())["files"]
     straight = json.loads((tmp_path / "straight/cifar10-jpeg-C/manifest.json").read_text())
     assert resumed == straight["files"]
@@ -125,17 +126,18 @@ def test_killed_generation_continues(tmp_path, shared_data) -> None:
     "evaluation killed (SIGKILL) after its first metric, then train --resume",
     "finished metrics kept, missing ones evaluated; metrics equal an uninterrupted run",
 )
-def test_killed_evaluation_resumes(tiny_npz, tmp_path) -> None:
+def test_killed_evaluation_resumes(tiny_npz, tmp_path, monkeypatch) -> None:
     metrics = '["clean","calibration","corruption","pgd"]'
     options = "{corruption={n_per_severity=8, corruptions=['fog','snow']}, pgd={steps=3}}"
     base = [
         "train", "--dataset", f"npz:{tiny_npz}", "--epochs", "1", "--quiet",
         "--set", 'model.name="wrn_16_2"', "--set", "train.batch_size=16",
         "--set", f"evaluate.metrics={metrics}", "--set", f"evaluate.options={options}",
+        "--set", "train.threads=1",  # the killed process and the in-process steps compute alike
     ]  # fmt: skip
-    env = {**os.environ, "ROBENCH_CACHE": str(tmp_path / "cache")}
+    monkeypatch.setenv("ROBENCH_CACHE", str(tmp_path / "cache"))
     straight = tmp_path / "straight"
-    subprocess.run(_cli(*base, "--results-dir", str(straight)), cwd=REPO, check=True, env=env)
+    run_in_process(*base, "--results-dir", str(straight))
     (run,) = (straight / "runs").iterdir()
 
     killed = tmp_path / "killed"
@@ -148,15 +150,12 @@ def test_killed_evaluation_resumes(tiny_npz, tmp_path) -> None:
     proc = subprocess.Popen(
         _cli(*base, "--results-dir", str(killed)),
         cwd=REPO,
-        env=env,
         stderr=subprocess.PIPE,
         text=True,
     )
     _kill_when(proc, first_metric_saved)
     assert set(read_metrics(run_dir)["metrics"]) < {"clean", "calibration", "corruption", "pgd"}
-    subprocess.run(
-        _cli(*base, "--results-dir", str(killed), "--resume"), cwd=REPO, check=True, env=env
-    )
+    run_in_process(*base, "--results-dir", str(killed), "--resume")
     assert read_metrics(run_dir)["metrics"] == read_metrics(run)["metrics"]
 
 

@@ -16,7 +16,7 @@ from robench.errors import Interrupted, RobenchError
 from robench.pipeline import train
 from robench.runs import load_checkpoint, read_metrics
 from robench.training.trainer import Trainer
-from tests.conftest import make_npz
+from tests.conftest import make_npz, run_in_process
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -83,15 +83,20 @@ def test_resume_refuses_other_training_data(tiny_config, tiny_npz, tmp_path, mon
     assert not (run / "metrics.json").exists()
 
 
-def _cli(npz: Path, results: Path, *extra: str) -> list[str]:
+def _args(npz: Path, results: Path, *extra: str) -> list[str]:
+    """One thread everywhere: the killed process and the in-process steps compute alike."""
     return [
-        sys.executable, "-m", "robench.cli", "train",
+        "train",
         "--dataset", f"npz:{npz}", "--results-dir", str(results), "--epochs", "2", "--quiet",
         "--set", 'model.name="wrn_16_2"', "--set", "train.batch_size=8",
         "--set", 'train.device="cpu"', "--set", "model.options={drop_rate = 0.3}",
         "--set", 'evaluate.metrics=["clean"]', "--set", "train.checkpoint_every_steps=1",
-        *extra,
+        "--set", "train.threads=1", *extra,
     ]  # fmt: skip
+
+
+def _cli(npz: Path, results: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "robench.cli", *_args(npz, results, *extra)]
 
 
 def _run_until_checkpoints(args: list[str], checkpoint: Path, writes: int, sig: int) -> int:
@@ -116,7 +121,7 @@ def straight_cli_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pa
     once for the three kill points."""
     base = tmp_path_factory.mktemp("straight")
     npz = make_npz(base / "tiny.npz")
-    subprocess.run(_cli(npz, base / "results"), cwd=REPO, check=True, capture_output=True)
+    run_in_process(*_args(npz, base / "results"))
     (run,) = (base / "results" / "runs").iterdir()
     return npz, run
 
@@ -139,5 +144,5 @@ def test_killed_process_resumes_exactly(straight_cli_run, tmp_path, sig, writes)
     assert code == (-signal.SIGKILL if sig == signal.SIGKILL else 130)
     assert read_metrics(checkpoint.parent) is None  # no results from an unfinished run
     load_checkpoint(checkpoint)  # never half-written
-    subprocess.run(_cli(npz, killed, "--resume"), cwd=REPO, check=True, capture_output=True)
+    run_in_process(*_args(npz, killed, "--resume"))
     _assert_same(run, checkpoint.parent)

@@ -28,6 +28,7 @@ import torch
 
 from robench.distributed import shard_bounds
 from robench.runs import load_checkpoint, read_records
+from tests.conftest import run_in_process
 
 pytestmark = pytest.mark.distributed
 REPO = Path(__file__).resolve().parents[2]
@@ -157,7 +158,7 @@ def work(tmp_path_factory, npz_maker) -> Path:
     root = tmp_path_factory.mktemp("ddp")
     npz = npz_maker(root / "tiny.npz", n_train=100, n_test=50)
     (root / "config.toml").write_text(CONFIG.format(results=root / "single", npz=npz))
-    _run(sys.executable, *_robench("train", root / "config.toml", "--quiet"))
+    run_in_process("train", str(root / "config.toml"), "--quiet")
     return root
 
 
@@ -212,7 +213,7 @@ def test_two_processes_match_one(work, tmp_path, monkeypatch) -> None:
     copy = work / "two-eval" / "runs" / run.name
     shutil.copytree(run, copy)
     metrics = ["--metrics", "clean,calibration,pgd,corruption,flip"]
-    _run(sys.executable, *_robench("evaluate", copy, *metrics, "--quiet"))
+    run_in_process("evaluate", str(copy), *metrics, "--quiet")
     sharded, single = _metrics(results)["metrics"], _metrics(work / "two-eval")["metrics"]
     assert set(sharded) == {"clean", "calibration", "pgd", "corruption", "flip"}
     for metric, values in sharded.items():
@@ -233,11 +234,8 @@ def test_resume_with_another_world_size(work, tmp_path) -> None:
     assert state["epoch"] == 1 and state["partial"]["step"] == 3
     assert state["partial"]["seen"] == 3 * 16  # the sums of both ranks
     assert not (_run_dir(results) / "metrics.json").exists()
-    _run(
-        sys.executable,
-        *_robench("train", work / "config.toml", "--resume", "--quiet"),
-        "--results-dir",
-        results,
+    run_in_process(
+        "train", str(work / "config.toml"), "--resume", "--quiet", "--results-dir", str(results)
     )
     assert _metrics(results)["training"]["processes"] == 1
     _assert_close_to_single(results, work)
