@@ -48,10 +48,11 @@ def _overrides(args: argparse.Namespace) -> list[str]:
 
 def _print_table(table: pd.DataFrame) -> None:
     """A table that fits the terminal: one row as a vertical name/value list, several rows
-    wrapped into blocks of columns at the terminal's width (80 where there is none)."""
+    wrapped into blocks of columns at the terminal's width. Written to a file or a CI log, the
+    rows are not wrapped: one line per row reads better there than blocks of columns."""
     import pandas as pd
 
-    width = shutil.get_terminal_size().columns
+    width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
     if len(table) == 1:
         row = table.iloc[0]
         names = [str(name) for name in table.columns]

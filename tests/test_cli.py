@@ -164,3 +164,14 @@ def test_bench_stages_share_their_common_flags_and_refuse_others(stage) -> None:
     assert (args.stage, args.images, args.seed, args.csv) == (stage, 8, 3, "x.csv")
     with pytest.raises(SystemExit):  # a flag of another stage
         parser.parse_args(["bench", stage, REFUSED.get(stage, "--model"), "x"])
+
+
+def test_a_table_written_to_a_log_keeps_each_row_on_one_line(capsys) -> None:
+    """Wrapped column blocks are for terminals; a CI log gets one line per row."""
+    from robench.cli import _print_table
+
+    cells = {f"column_{i}": [f"value {i} of row {r}" for r in range(3)] for i in range(9)}
+    _print_table(pd.DataFrame(cells))
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 4 and "column_0" in lines[0] and "column_8" in lines[0]
+    assert all(line.rstrip().endswith(f"value 8 of row {r}") for r, line in enumerate(lines[1:]))
