@@ -260,7 +260,10 @@ def run_states(
             state = states[record.job_id]
             if state == "ended":  # the job ended without the run's metrics
                 state = "failed (ended without metrics)"
-            out.append((state, f"job {record.job_id}, log {record.log}"))
+            where = f"job {record.job_id}, log {record.log}"
+            if state not in ACTIVE and (run_dir / "checkpoint.pt").is_file():
+                where += "; its checkpoint is kept: resubmit to resume"
+            out.append((state, where))
         elif (run_dir / "checkpoint.pt").is_file():
             out.append(("interrupted", f"checkpoint in {run_dir}: resubmit to resume"))
         else:

@@ -272,9 +272,13 @@ def test_slurm_jobs_carry_the_settings_and_report_their_states(
     assert sum("not submitted again, its job is" in x for x in again) == 2
     assert not any(": job" in x for x in again)
     sacct.write_text("JobID|State|NodeList\n4242_0|TIMEOUT|gpu07\n4242_1|CANCELLED by 7|\n")
+    baseline_run = sorted(p.stem for p in (results / "sweep-jobs" / "runs").glob("*.json"))[0]
+    (results / "runs" / baseline_run).mkdir(parents=True)
+    (results / "runs" / baseline_run / "checkpoint.pt").write_bytes(b"")
     lines = sweep_here("--status")
     assert "failed (TIMEOUT)" in lines[0] and "4242_0_0_log.out" in lines[0]
-    assert "failed (CANCELLED)" in lines[1]
+    assert lines[0].endswith("its checkpoint is kept: resubmit to resume"), lines
+    assert "failed (CANCELLED)" in lines[1] and "resubmit" not in lines[1]
 
 
 def test_slurm_executor_says_where_slurm_is_missing(tmp_path: Path, capsys) -> None:
