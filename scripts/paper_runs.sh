@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The paper-recipe runs on a lent GPU, as far as one call's time allows (docs/results.md, "The
-# paper recipe on a lent GPU"). Trains the runs in order, seeds outer and methods inner (seed 0
+# The paper-recipe runs on a GPU held for short sessions, as far as one call's time allows
+# (docs/results.md, "The paper recipe"). Trains the runs in order, seeds outer and methods inner (seed 0
 # of every method first), each with `robench train --resume`, until BUDGET seconds are used: the
 # run in progress then gets SIGTERM and saves a checkpoint at its next step. Afterwards OUT holds
 #   store/             robench export of every finished run (no checkpoints): what gets committed
@@ -10,6 +10,14 @@
 #
 #   scripts/paper_runs.sh BUDGET OUT [--restore DIR] [--config FILE] [--methods "a b"]
 #                         [--seeds "0 1 2"] [--data DIR] [--results-dir DIR] [--set KEY=VALUE ...]
+#
+# On the development device (64 MiB carried per call, working tree included): the data (55 MB)
+# and a WRN-40-2 checkpoint (17.2 MiB) do not fit in one call. A session that resumes makes two:
+# the first carries data/cifar10-jpeg (cp -r ../shared/data/cifar10-jpeg data/) and runs something
+# short (scripts/gpu_check.sh); the second, while the machine is still held, carries
+# results/resume (the parts copied there) and runs `scripts/paper_runs.sh 780 "$OUT" --restore
+# results/resume`. A WRN-40-4 checkpoint (68.4 MiB) cannot be carried: its runs must end in one
+# session.
 #
 # Defaults: baselines/paper_wrn40_2.toml; baseline cutmix augmix pixmix ipmix; seeds 0 1 2; the data
 # in data/cifar10-jpeg (a copy of ../shared/data/cifar10-jpeg, labelled cifar10-jpeg by its folder
