@@ -22,7 +22,7 @@ import importlib
 import importlib.util
 from typing import Any
 
-from robench.registry import Registry
+from robench.registry import Registry, load_name
 
 __version__ = "0.1.0"
 
@@ -53,9 +53,7 @@ def __getattr__(name: str) -> Any:
         if importlib.util.find_spec(f"{__name__}.{name}") is None:
             raise AttributeError(f"module 'robench' has no attribute {name!r}")
         return importlib.import_module(f"{__name__}.{name}")
-    value = getattr(importlib.import_module(_API[name]), name)
-    globals()[name] = value
-    return value
+    return load_name(globals(), _API, name)
 
 
 def __dir__() -> list[str]:

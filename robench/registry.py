@@ -10,13 +10,22 @@ import difflib
 import importlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from robench.errors import ConfigError
 
 T = TypeVar("T")
 
 BUILT_IN = "built-in"
+
+
+def load_name(namespace: dict[str, Any], api: dict[str, str], name: str) -> Any:
+    """A package's public ``name``, imported from the module ``api[name]`` on first use and kept
+    in the package's ``namespace`` (its ``globals()``): the module ``__getattr__`` of packages
+    that load their API lazily (``robench``, ``robench.reporting``)."""
+    value = getattr(importlib.import_module(api[name]), name)
+    namespace[name] = value
+    return value
 
 
 @dataclass(frozen=True)

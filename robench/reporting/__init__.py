@@ -5,8 +5,9 @@ The names below load on first use, so ``robench train`` (which prints one summar
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
+
+from robench.registry import load_name
 
 #: each public name and the module that defines it
 _API = {
@@ -23,6 +24,4 @@ __all__ = sorted(_API)
 def __getattr__(name: str) -> Any:
     if name not in _API:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_API[name]), name)
-    globals()[name] = value
-    return value
+    return load_name(globals(), _API, name)
