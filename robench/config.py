@@ -90,6 +90,13 @@ class TrainConfig:
     )
     channels_last: bool = _f(True, doc="channels_last memory format")
     compile: bool = _f(False, doc="torch.compile the model for training (CUDA: faster steps)")
+    step: str = _f(
+        "auto",
+        doc="the training step: captured (forward, loss and backward replayed as one CUDA graph "
+        "per batch shape; the same numbers, without Python's launch cost) | eager | auto "
+        "(captured on one CUDA device without compile, else eager)",
+        choices=("auto", "eager", "captured"),
+    )
     threads: int = _f(0, doc="torch CPU threads, 0 = torch default", lo=0)
     batch_workers: int = _f(
         -1,
@@ -293,6 +300,11 @@ def _check_relations(cfg: Config) -> None:
         raise ConfigError(
             f"train.lr_min ({cfg.train.lr_min}) is above train.lr ({cfg.train.lr}): the cosine "
             "schedule decays from lr to lr_min; lower lr_min"
+        )
+    if cfg.train.step == "captured" and cfg.train.compile:
+        raise ConfigError(
+            "train.step = 'captured' does not work with train.compile = true (compiling manages "
+            "its own launches): set train.step = 'auto' or 'eager', or train.compile = false"
         )
 
 

@@ -201,6 +201,7 @@ def _train(
                 "processes": distributed.world().size,
                 "amp_bf16": trainer.amp,
                 "batch_workers": trainer.batch_workers,
+                "step": trainer.step_kind,
                 "seconds_this_session": time.perf_counter() - start,
                 "final_train_loss": history[-1].train_loss if history else None,
                 "final_train_error": history[-1].train_error if history else None,

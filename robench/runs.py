@@ -37,6 +37,7 @@ _NOT_IDENTITY = {
     ("train", "workers"),
     ("train", "threads"),
     ("train", "batch_workers"),
+    ("train", "step"),
     ("train", "checkpoint_every_steps"),
     ("train", "checkpoint_minutes"),
     ("train", "dist_backend"),

@@ -44,6 +44,7 @@ def test_integer_accepted_for_float() -> None:
         ("train.epochs=2.5", "'train.epochs' must be an integer"),
         ("train.nesterov=1", "'train.nesterov' must be true or false"),
         ("train.amp=maybe", "'train.amp' must be one of auto | on | off"),
+        ("train.step=graph", "'train.step' must be one of auto | eager | captured"),
         ("evaluate.metrics=3", "'evaluate.metrics' must be a list of a string"),
         ("model=3", "'model' must be a [model] table"),
         ("nonsense=1", "unknown config key 'nonsense'"),
@@ -54,6 +55,12 @@ def test_bad_values_give_one_line_naming_the_key(override: str, message: str) ->
         load_config(None, [override])
     assert message in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_a_captured_step_cannot_be_compiled_too() -> None:
+    with pytest.raises(ConfigError, match=r"does not work with train\.compile = true"):
+        load_config(None, ["train.step=captured", "train.compile=true"])
+    assert load_config(None, ["train.step=auto", "train.compile=true"]).train.compile
 
 
 def test_malformed_toml_file(tmp_path) -> None:

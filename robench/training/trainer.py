@@ -44,6 +44,7 @@ from robench.io import atomic_write
 from robench.runs import load_checkpoint, save_checkpoint
 from robench.trackers import Tracker
 from robench.training.batch_stage import Batch, BatchStage, BatchWorkers, batch_stage
+from robench.training.captured import CapturedStep
 from robench.training.sync_batchnorm import sync_batch_norm
 
 # Tags that keep the seed streams of different purposes apart.
@@ -62,6 +63,20 @@ def batch_workers(setting: int, device: torch.device) -> int:
     if setting >= 0:
         return setting
     return 2 if device.type == "cuda" else 0
+
+
+def step_kind(setting: str, device: torch.device, world_size: int, compiled: bool) -> str:
+    """``train.step``: "auto" is "captured" on one CUDA device (:mod:`robench.training.captured`)
+    and "eager" elsewhere: on the CPU nothing is captured, torchrun's gradient all-reduce and
+    torch.compile manage their own launches."""
+    if setting == "captured" and (world_size > 1 or compiled):
+        why = f"{world_size} torchrun processes" if world_size > 1 else "train.compile = true"
+        raise ConfigError(
+            f"train.step = 'captured' does not work with {why}: set train.step = 'auto' or 'eager'"
+        )
+    if setting != "auto":
+        return setting
+    return "captured" if device.type == "cuda" and world_size == 1 and not compiled else "eager"
 
 
 def cosine_factor(step: int, total: int, lr: float, lr_min: float) -> float:
@@ -164,6 +179,14 @@ class Trainer:
             net = DistributedDataParallel(self.model, device_ids=ids)
         # what the steps call: the model (or its DDP wrapper), or its torch.compile'd form
         self.forward = torch.compile(net) if cfg.compile else net
+        self.step_kind = step_kind(cfg.step, self.device, self.world.size, cfg.compile)
+        if self.step_kind == "captured" and detect_anomaly:
+            self.step_kind = "eager"  # anomaly mode checks every op on the host
+        # the epoch's running sums, on the device: filled by the step, read every few steps
+        self._loss_sum = torch.zeros((), device=self.device)
+        self._wrong_sum = torch.zeros((), dtype=torch.int64, device=self.device)
+        captured = self.step_kind == "captured"
+        self._captured = CapturedStep(self._forward_backward) if captured else None
         self.steps_per_epoch = math.ceil(len(data) / cfg.batch_size)
         self.total_steps = cfg.epochs * self.steps_per_epoch
         self.optimizer = torch.optim.SGD(
@@ -310,7 +333,12 @@ class Trainer:
     # -- training --------------------------------------------------------------------------
     def _loss(self, x: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = x.contiguous(memory_format=self.memory_format)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+        # autocast's weight cache is not allowed in a CUDA graph (and a forward uses each weight
+        # once: the cache saves nothing there)
+        cache = self.step_kind == "eager"
+        with torch.autocast(
+            self.device.type, dtype=torch.bfloat16, enabled=self.amp, cache_enabled=cache
+        ):
             logits = self.forward(x)
         logits = logits.float()
         views = list(logits.split(len(targets)))
@@ -322,14 +350,31 @@ class Trainer:
         wrong = (views[0].argmax(1) != labels).sum()
         return loss, wrong
 
+    def _forward_backward(
+        self, x: torch.Tensor, targets: torch.Tensor, step: int = 0
+    ) -> torch.Tensor:
+        """A step up to the optimizer: the gradients, and the epoch's sums updated on the device;
+        returns the loss, detached. Nothing is read back to the host, so the captured step
+        replays it as it is (single process: ``step`` only matters to DDP's loss scaling); it
+        keeps the ``.grad`` tensors and zeroes them in place, since its graphs write to them."""
+        self.optimizer.zero_grad(set_to_none=self.step_kind == "eager")
+        loss, wrong = self._loss(x, targets)
+        self._scaled(loss, len(targets), step).backward()
+        self._loss_sum.add_(loss.detach() * len(targets))
+        self._wrong_sum.add_(wrong)
+        return loss.detach()
+
     def train_epoch(self, epoch: int, partial: Partial) -> EpochStats:
         """Train one epoch from step ``partial.step`` (0 unless resuming mid-epoch)."""
         self.model.train()
         # the checkpoint's sums are global: rank 0 carries them, the others add from zero
         carried = partial if self.world.main else Partial()
-        loss_sum = torch.tensor(carried.loss_sum, device=self.device)
-        wrong_sum = torch.tensor(carried.wrong_sum, device=self.device)
+        loss_sum, wrong_sum = self._loss_sum.fill_(carried.loss_sum), self._wrong_sum
+        wrong_sum.fill_(carried.wrong_sum)
         seen = carried.seen
+        # the eager step reads the loss every 20 steps (progress, NaN guard); the captured step,
+        # whose point is never to wait for the device, only at the end and at checkpoints
+        check_every = 20 if self.step_kind == "eager" else 0
         start = time.perf_counter() - partial.seconds
         steps = self._prepared(epoch, partial.step)
         steps_bar = bar(
@@ -345,16 +390,15 @@ class Trainer:
             for step, x, targets, y in steps_bar:
                 # dropout, any torch draw; per rank under torchrun
                 torch.manual_seed(_seed(*self._step_seed(epoch, step, _TORCH)))
-                loss, wrong = self._loss(x, targets)
-                self.optimizer.zero_grad(set_to_none=True)
-                self._scaled(loss, len(y), step).backward()
+                if self._captured is not None:
+                    loss = self._captured(x, targets)
+                else:
+                    loss = self._forward_backward(x, targets, step)
                 self.optimizer.step()
                 self.scheduler.step()
-                loss_sum += loss.detach() * len(y)
-                wrong_sum += wrong
                 seen += len(y)
                 last = step == self.steps_per_epoch - 1
-                if step % 20 == 0 or last:
+                if last or (check_every and step % check_every == 0):
                     self._check_finite(loss_sum, epoch, step)
                     steps_bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}")
                 if self.tracker.active and (step + 1) % self.log_every == 0:

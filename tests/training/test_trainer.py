@@ -7,10 +7,11 @@ import math
 import pytest
 import torch
 
-from robench.errors import RobenchError
+from robench.errors import ConfigError, RobenchError
 from robench.pipeline import train
 from robench.runs import load_checkpoint, read_metrics
-from robench.training.trainer import cosine_factor
+from robench.training.captured import CapturedStep
+from robench.training.trainer import cosine_factor, step_kind
 
 
 def test_cosine_schedule_matches_the_official_formula() -> None:
@@ -112,3 +113,61 @@ def test_resume_of_a_finished_run_only_adds_missing_metrics(tiny_config, monkeyp
     monkeypatch.setattr("robench.pipeline.Trainer.fit", lambda *a, **k: pytest.fail("retrained"))
     assert train(cfg, resume=True, progress=False) == run
     assert (run / "checkpoint.pt").stat().st_mtime_ns == before
+
+
+@pytest.mark.parametrize("method", ["ipmix", "cutmix"])
+def test_the_captured_step_computes_what_the_eager_step_does(tiny_config, tmp_path, method):
+    """``train.step = "captured"`` on the CPU runs the step a CUDA graph would replay (fixed
+    input buffers, gradients zeroed in place, the sums on the device, one replay per batch
+    shape): bit for bit the eager numbers, JSD's three views and CutMix's soft targets included,
+    over 10 steps with an uneven last batch (48 images in batches of 10)."""
+    opts = [f'augment.method="{method}"', "train.batch_size=10", "model.options={drop_rate=0.2}"]
+    if method == "ipmix":
+        opts.append("augment.options={mixing_count=8}")
+    runs = [
+        train(
+            tiny_config(*opts, f"train.step='{kind}'", f'results_dir="{tmp_path}/{kind}"'),
+            progress=False,
+            evaluate_after=False,
+        )
+        for kind in ("eager", "captured")
+    ]
+    assert runs[0].name == runs[1].name  # the step kind is not part of what the run is
+    assert [read_metrics(r)["training"]["step"] for r in runs] == ["eager", "captured"]
+    _assert_same_weights(*runs)
+    states = [load_checkpoint(r / "checkpoint.pt")["optimizer"]["state"] for r in runs]
+    for a, b in zip(states[0].values(), states[1].values(), strict=True):
+        assert torch.equal(a["momentum_buffer"], b["momentum_buffer"])
+    logs = [(r / "train_log.csv").read_text().splitlines() for r in runs]
+    assert [line.split(",")[:4] for line in logs[0]] == [line.split(",")[:4] for line in logs[1]]
+
+
+def test_step_kind_resolves_auto_and_refuses_what_cannot_be_captured() -> None:
+    cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)
+    assert step_kind("auto", cpu, 1, compiled=False) == "eager"
+    assert step_kind("auto", cuda, 1, compiled=False) == "captured"
+    assert step_kind("auto", cuda, 2, compiled=False) == "eager"
+    assert step_kind("auto", cuda, 1, compiled=True) == "eager"
+    assert step_kind("captured", cpu, 1, compiled=False) == "captured"
+    with pytest.raises(ConfigError, match=r"2 torchrun processes: set train\.step"):
+        step_kind("captured", cuda, 2, compiled=False)
+    with pytest.raises(ConfigError, match=r"train\.compile = true: set train\.step"):
+        step_kind("captured", cuda, 1, compiled=True)
+
+
+def test_a_captured_step_replays_each_batch_shape_on_its_own_buffers() -> None:
+    """The first batch of a shape runs as it comes (the capture's warm-up), every later one is
+    copied into that shape's fixed buffers: an uneven last batch gets buffers of its own."""
+    seen: list[tuple[int, float]] = []
+
+    def fn(x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        seen.append((x.data_ptr(), float(x.sum())))
+        return x.sum() + targets.sum()
+
+    step = CapturedStep(fn)
+    batches = [torch.full((4, 3), float(v)) for v in (1, 2, 3)] + [torch.full((2, 3), 5.0)] * 3
+    losses = [float(step(x, torch.zeros(len(x)))) for x in batches]
+    assert losses == [12.0, 24.0, 36.0, 30.0, 30.0, 30.0]
+    full, last = {p for p, _ in seen[1:3]}, {p for p, _ in seen[4:]}
+    assert len(full) == len(last) == 1 and full != last
+    assert seen[0][0] == batches[0].data_ptr() and seen[1][0] != batches[1].data_ptr()
