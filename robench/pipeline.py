@@ -323,6 +323,7 @@ def _evaluate_run(
         progress=progress,
         amp=use_amp(cfg.train.amp, torch_device),
         shard=world.size > 1,
+        forward=cfg.evaluate.forward,
     )
     _evaluate_into(run_dir, doc, model, test_data, names, ctx, merged_options)
     return doc

@@ -33,7 +33,8 @@ STAGES = {
 }
 #: shared infrastructure below every stage: imports no stage
 INFRASTRUCTURE = {
-    "config", "console", "devices", "distributed", "errors", "io", "registry", "runs", "trackers",
+    "config", "console", "devices", "distributed", "errors", "graphs", "io", "registry", "runs",
+    "trackers",
 }  # fmt: skip
 
 

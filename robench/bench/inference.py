@@ -20,24 +20,29 @@ def bench_eval(
     batch_sizes: tuple[int, ...] = (100, 500, 1000),
     device: str = "auto",
 ) -> pd.DataFrame:
-    """Inference images/s of ``model`` (as the evaluator suite runs it) per batch size."""
+    """Inference images/s of ``model`` (as the evaluator suite runs it) per batch size; on CUDA
+    for the eager and the captured forward (``evaluate.forward``), measured in this process."""
     torch_device = resolve_device(device)
     net = create_model(model, 10).to(torch_device, memory_format=torch.channels_last)
     images = synthetic_data(n_images).images
+    forwards = ("eager", "captured") if torch_device.type == "cuda" else ("eager",)
     rows = []
     for batch_size in batch_sizes:
-        ctx = EvalContext(
-            device=torch_device,
-            batch_size=batch_size,
-            progress=False,
-            amp=use_amp("auto", torch_device),
-        )
-        predict_logits(net, images[:batch_size], ctx)  # warm-up
-        start = time.perf_counter()
-        predict_logits(net, images, ctx)
-        seconds = time.perf_counter() - start
-        rows.append(
-            {"model": model, "batch_size": batch_size, "images_per_s": n_images / seconds,
-             "device": str(torch_device), "amp_bf16": ctx.amp}
-        )  # fmt: skip
+        for forward in forwards:
+            ctx = EvalContext(
+                device=torch_device,
+                batch_size=batch_size,
+                progress=False,
+                amp=use_amp("auto", torch_device),
+                forward=forward,
+            )
+            predict_logits(net, images[: 2 * batch_size], ctx)  # warm-up (and capture)
+            start = time.perf_counter()
+            predict_logits(net, images, ctx)
+            seconds = time.perf_counter() - start
+            rows.append(
+                {"model": model, "batch_size": batch_size, "forward": forward,
+                 "images_per_s": n_images / seconds, "device": str(torch_device),
+                 "amp_bf16": ctx.amp}
+            )  # fmt: skip
     return pd.DataFrame(rows)

@@ -24,7 +24,8 @@ its saved tables (``table(name)``: a DataFrame or None) it gives back each such 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -39,6 +40,7 @@ from robench.data.datasets import ImageData
 from robench.data.folders import FolderImages
 from robench.devices import resolve_device
 from robench.errors import RobenchError
+from robench.graphs import Captured
 from robench.io import cache_dir
 from robench.registry import Registry
 
@@ -59,6 +61,36 @@ class EvalContext:
     progress: bool = True
     amp: bool = False  # bf16 autocast for inference (CUDA)
     shard: bool = False  # under torchrun: each rank predicts a shard, all get every logit
+    #: inference as CUDA graphs (robench.graphs): "auto" (on CUDA) | "eager" | "captured"
+    forward: str = "auto"
+    #: each model's captured inference, kept for the suite's later sets
+    _captured: dict[torch.nn.Module, Captured] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    @property
+    def captures(self) -> bool:
+        return self.forward == "captured" or (self.forward == "auto" and self.device.type == "cuda")
+
+    def logits_of(self, model: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+        """uint8 or [0, 1] float images on the device -> float32 logits on the device: the
+        model's forward, eager or captured (then the result is overwritten by the next call
+        with the same shape: keep a copy)."""
+        if not self.captures:
+            return functools.partial(_logits, model, amp=self.amp, graph=False)
+        if model not in self._captured:
+            fn = functools.partial(_logits, model, amp=self.amp, graph=True)
+            self._captured[model] = Captured(fn, "evaluate.forward")
+        return self._captured[model]
+
+
+def _logits(model: torch.nn.Module, x: torch.Tensor, *, amp: bool, graph: bool) -> torch.Tensor:
+    """One batch's logits; nothing read back to the host (so it can be captured)."""
+    x = x.float().div_(255.0 if x.dtype == torch.uint8 else 1.0)
+    x = x.contiguous(memory_format=torch.channels_last)
+    # autocast's weight cache is not allowed in a CUDA graph (and saves nothing in one forward)
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp, cache_enabled=not graph):
+        return model(x).float()
 
 
 @dataclass
@@ -219,15 +251,22 @@ def gather_shards(local: torch.Tensor, n: int, ctx: EvalContext) -> torch.Tensor
     return distributed.gather_rows(local, n, ctx.device)
 
 
+#: in-memory sets up to this size go to the device in one copy, not batch by batch
+_ON_DEVICE_BYTES = 2 << 30
+
+
 def _predict(
     model: torch.nn.Module, images: torch.Tensor | FolderImages, ctx: EvalContext, desc: str
 ) -> torch.Tensor:
+    """The logits stay on the device until the last batch: one wait for the device per set,
+    not one per batch."""
     model.eval()
-    scale = 255.0 if images.dtype == torch.uint8 else 1.0
+    if isinstance(images, torch.Tensor) and images.nbytes <= _ON_DEVICE_BYTES:
+        images = images.to(ctx.device)
     out = []
     for chunk in batches(images, ctx.batch_size, desc, ctx.progress):
-        out += [_forward(model, part, scale, ctx) for part in _fitting(chunk, ctx)]
-    return torch.cat(out)
+        out += [_forward(model, part, ctx) for part in _fitting(chunk, ctx)]
+    return torch.cat(out).cpu()
 
 
 def _fitting(chunk: torch.Tensor, ctx: EvalContext) -> list[torch.Tensor]:
@@ -236,19 +275,16 @@ def _fitting(chunk: torch.Tensor, ctx: EvalContext) -> list[torch.Tensor]:
     return [chunk[i : i + size] for i in range(0, len(chunk), size)]
 
 
-def _forward(
-    model: torch.nn.Module, part: torch.Tensor, scale: float, ctx: EvalContext
-) -> torch.Tensor:
-    """Logits of one batch; on a CUDA out-of-memory error, halve ``ctx.batch_size`` and retry,
-    so evaluation runs at the largest batch that fits (the size is kept for later batches)."""
+def _forward(model: torch.nn.Module, part: torch.Tensor, ctx: EvalContext) -> torch.Tensor:
+    """Logits of one batch, on the device; on a CUDA out-of-memory error, halve
+    ``ctx.batch_size`` and retry, so evaluation runs at the largest batch that fits (the size
+    is kept for later batches)."""
     try:
-        x = part.to(ctx.device, non_blocking=True).float().div_(scale)
-        x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=ctx.amp):
-            return model(x).float().cpu()
+        logits = ctx.logits_of(model)(part.to(ctx.device, non_blocking=True))
+        return logits.clone() if ctx.captures else logits
     except torch.OutOfMemoryError:
         if len(part) <= 1:
             raise
         torch.cuda.empty_cache()
         ctx.batch_size = max(1, len(part) // 2)
-        return torch.cat([_forward(model, p, scale, ctx) for p in _fitting(part, ctx)])
+        return torch.cat([_forward(model, p, ctx) for p in _fitting(part, ctx)])

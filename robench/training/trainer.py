@@ -40,11 +40,11 @@ from robench.data import ImageData
 from robench.data.folders import FolderImages
 from robench.devices import resolve_device, use_amp
 from robench.errors import ConfigError, Interrupted, RobenchError
+from robench.graphs import Captured
 from robench.io import atomic_write
 from robench.runs import load_checkpoint, save_checkpoint
 from robench.trackers import Tracker
 from robench.training.batch_stage import Batch, BatchStage, BatchWorkers, batch_stage
-from robench.training.captured import CapturedStep
 from robench.training.sync_batchnorm import sync_batch_norm
 
 # Tags that keep the seed streams of different purposes apart.
@@ -66,9 +66,9 @@ def batch_workers(setting: int, device: torch.device) -> int:
 
 
 def step_kind(setting: str, device: torch.device, world_size: int, compiled: bool) -> str:
-    """``train.step``: "auto" is "captured" on one CUDA device (:mod:`robench.training.captured`)
-    and "eager" elsewhere: on the CPU nothing is captured, torchrun's gradient all-reduce and
-    torch.compile manage their own launches."""
+    """``train.step``: "auto" is "captured" on one CUDA device (:meth:`Trainer._forward_backward`
+    as CUDA graphs, :mod:`robench.graphs`) and "eager" elsewhere: on the CPU nothing is
+    captured, torchrun's gradient all-reduce and torch.compile manage their own launches."""
     if setting == "captured" and (world_size > 1 or compiled):
         why = f"{world_size} torchrun processes" if world_size > 1 else "train.compile = true"
         raise ConfigError(
@@ -186,7 +186,7 @@ class Trainer:
         self._loss_sum = torch.zeros((), device=self.device)
         self._wrong_sum = torch.zeros((), dtype=torch.int64, device=self.device)
         captured = self.step_kind == "captured"
-        self._captured = CapturedStep(self._forward_backward) if captured else None
+        self._captured = Captured(self._forward_backward, "train.step") if captured else None
         self.steps_per_epoch = math.ceil(len(data) / cfg.batch_size)
         self.total_steps = cfg.epochs * self.steps_per_epoch
         self.optimizer = torch.optim.SGD(
@@ -355,8 +355,15 @@ class Trainer:
     ) -> torch.Tensor:
         """A step up to the optimizer: the gradients, and the epoch's sums updated on the device;
         returns the loss, detached. Nothing is read back to the host, so the captured step
-        replays it as it is (single process: ``step`` only matters to DDP's loss scaling); it
-        keeps the ``.grad`` tensors and zeroes them in place, since its graphs write to them."""
+        replays it as it is (single process: ``step`` only matters to DDP's loss scaling).
+
+        The captured step keeps the ``.grad`` tensors and zeroes them in place: its graphs (one
+        per batch shape) and its eager warm-ups all write to them, and the optimizer reads them
+        there. The SGD update stays outside the graphs on purpose: inside, the learning rate
+        would have to be a device tensor, which PyTorch's SGD reads back to the host, and a
+        hand-written update would round differently; outside it is PyTorch's own multi-tensor
+        update with the schedule's float (a handful of kernels), so both steps compute the same
+        numbers."""
         self.optimizer.zero_grad(set_to_none=self.step_kind == "eager")
         loss, wrong = self._loss(x, targets)
         self._scaled(loss, len(targets), step).backward()

@@ -125,3 +125,43 @@ def test_predict_logits_halves_the_batch_on_out_of_memory() -> None:
     logits = predict_logits(Picky(), images, ctx)
     assert 4 <= ctx.batch_size <= 8  # halved until it fitted, no further
     torch.testing.assert_close(logits, images.flatten(1)[:, :3].float() / 255)
+
+
+def test_captured_inference_gives_the_eager_logits() -> None:
+    """``evaluate.forward = "captured"`` (on the CPU: the forward on fixed buffers, as a CUDA
+    graph replays it) gives the eager logits bit for bit: uint8 and float sets, uneven last
+    batches, and later sets through the same captured forward (whose output each replay
+    overwrites)."""
+    from robench.evaluation.base import predict_logits
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 4),
+    )  # fmt: skip
+    net.train()(torch.rand(8, 3, 12, 12))  # BatchNorm statistics that are not the identity
+    images = torch.randint(0, 256, (50, 3, 12, 12), dtype=torch.uint8)
+    eager = EvalContext(batch_size=16, progress=False, forward="eager")
+    captured = EvalContext(batch_size=16, progress=False, forward="captured")
+    assert not eager.captures and captured.captures
+    for x in (images, images[:37], images.float() / 255, images[10:]):
+        assert torch.equal(predict_logits(net, x, eager), predict_logits(net, x, captured))
+    assert not net.training
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_captured_inference_gives_the_eager_logits() -> None:
+    """On a GPU the captured forward replays the eager forward's kernels: the same logits
+    (bf16 autocast as the suite runs it), an uneven last batch included."""
+    from robench.evaluation.base import predict_logits
+    from robench.models import create_model
+
+    net = create_model("wrn_16_2", 10).cuda().to(memory_format=torch.channels_last)
+    images = torch.randint(0, 256, (1100, 3, 32, 32), dtype=torch.uint8)
+    runs = {}
+    for forward in ("eager", "captured"):
+        ctx = EvalContext(batch_size=500, progress=False, amp=True, forward=forward)
+        runs[forward] = [predict_logits(net, images, ctx) for _ in range(2)]
+    torch.testing.assert_close(runs["captured"][1], runs["eager"][1], rtol=1e-3, atol=1e-3)
+    # the first pass ran batches eagerly (warm-up) and captured, the second replayed them all
+    torch.testing.assert_close(runs["captured"][0], runs["captured"][1], rtol=1e-3, atol=1e-3)

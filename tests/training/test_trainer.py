@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from robench.errors import ConfigError, RobenchError
+from robench.graphs import Captured
 from robench.pipeline import train
 from robench.runs import load_checkpoint, read_metrics
-from robench.training.captured import CapturedStep
 from robench.training.trainer import cosine_factor, step_kind
 
 
@@ -164,7 +164,7 @@ def test_a_captured_step_replays_each_batch_shape_on_its_own_buffers() -> None:
         seen.append((x.data_ptr(), float(x.sum())))
         return x.sum() + targets.sum()
 
-    step = CapturedStep(fn)
+    step = Captured(fn, "train.step")
     batches = [torch.full((4, 3), float(v)) for v in (1, 2, 3)] + [torch.full((2, 3), 5.0)] * 3
     losses = [float(step(x, torch.zeros(len(x)))) for x in batches]
     assert losses == [12.0, 24.0, 36.0, 30.0, 30.0, 30.0]
