@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # The CUDA check and GPU benchmark run on a lent GPU machine (figures go to BENCHMARKS.md):
-# CUDA-only tests, batched augmentation on the GPU, the training step of WRN-40-2 (baseline and
-# IPMix + JSD) eager and captured against the bare captured model step, inference throughput, and
-# the whole evaluator suite for WRN-40-2 on CIFAR-10. The targets it measures are in
-# docs/benchmarks.md ("GPU targets").
+# the CUDA-only tests, the training step of WRN-40-2 (baseline and IPMix + JSD) eager and captured
+# against the bare captured model step, inference throughput eager and captured, and the whole
+# evaluator suite for WRN-40-2 on CIFAR-10. The targets it measures are in docs/benchmarks.md
+# ("Targets, and where they stand").
 #
 #   scripts/gpu_check.sh DATASET OUT_DIR      # e.g. imagefolder:data/cifar10-jpeg
 #
-# Each step has its own time limit so one slow step cannot take the others with it. About 9
-# minutes in all on an H200 (start-up not counted); `STEPS="cuda_tests bench_train"` runs some.
+# Each step has its own time limit so one slow step cannot take the others with it; STEPS names
+# the steps to run (default: cuda_tests bench_train bench_eval bench_suite; also bench_augment
+# and same_results, below). At most 11.5 minutes in all, start-up not counted. On the development
+# device (10 minutes per call) that is two calls on the same machine:
+#   STEPS="cuda_tests bench_train" scripts/gpu_check.sh ...   then   STEPS="bench_eval bench_suite" ...
 set -uo pipefail
 dataset=${1:?usage: scripts/gpu_check.sh DATASET OUT_DIR}
 out=${2:?usage: scripts/gpu_check.sh DATASET OUT_DIR}
@@ -17,7 +20,7 @@ mkdir -p "$out"
 trap 'cat "$logs"/*.log > "$out/logs.txt" 2>/dev/null' EXIT
 py=${PYTHON:-python3}
 export PYTHONUNBUFFERED=1
-steps=${STEPS:-cuda_tests bench_augment bench_train bench_eval bench_suite}
+steps=${STEPS:-cuda_tests bench_train bench_eval bench_suite}
 step() {  # step SECONDS NAME COMMAND...
   local limit=$1 name=$2
   shift 2
@@ -38,10 +41,9 @@ step 45 bench_augment "$py" -m robench.cli bench augment --device cuda --images 
   --methods augmix,pixmix,ipmix,baseline,cutmix --csv "$out/bench_augment_cuda.csv"
 # the step targets: framework step / bare captured step <= 1.25 for baseline and IPMix + JSD; the
 # images/s give the 100-epoch times (x 50,000 images x 100 epochs)
-step 240 bench_train "$py" -m robench.cli bench train --device cuda --model wrn_40_2 --images 10000 \
+step 300 bench_train "$py" -m robench.cli bench train --device cuda --model wrn_40_2 --images 10000 \
   --methods ipmix,baseline --variant step=eager,batch_workers=2 \
   --variant step=captured,batch_workers=2 --variant step=captured,batch_workers=4 \
-  --variant step=captured,batch_workers=0 \
   --csv "$out/bench_train_cuda.csv"
 step 30 bench_eval "$py" -m robench.cli bench eval --device cuda --model wrn_40_2 --images 20000 \
   --csv "$out/bench_eval_cuda.csv"

@@ -87,10 +87,7 @@ def bare_images_per_s(
         loss.backward()
         optimizer.step()
 
-    run = _captured(step) if device.type == "cuda" else step
-    run()  # warm-up (allocations)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+    run = replayed(step, device)
     start = time.perf_counter()
     for _ in range(steps):
         run()
@@ -99,22 +96,28 @@ def bare_images_per_s(
     return steps * batch_size / (time.perf_counter() - start)
 
 
-def _captured(step: Callable[[], None]) -> Callable[[], None]:
-    """``step`` as one CUDA graph, replayed (PyTorch's whole-network capture); the eager step,
-    with a warning, where the capture fails, so that the benchmark still measures something."""
+def replayed(fn: Callable[[], None], device: torch.device) -> Callable[[], None]:
+    """``fn``, warmed up, and on CUDA captured as one CUDA graph and replayed (PyTorch's
+    whole-network capture); the eager ``fn``, with a warning, where the capture fails, so that
+    a benchmark still measures something. Returns once the warm-up is done."""
+    if device.type != "cuda":
+        fn()  # warm-up (allocations)
+        return fn
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):  # warm-up outside the graph, as the capture requires
         for _ in range(3):
-            step()
+            fn()
     torch.cuda.current_stream().wait_stream(side)
     graph = torch.cuda.CUDAGraph()
     try:
         with torch.cuda.graph(graph):
-            step()
+            fn()
     except RuntimeError as err:
         warnings.warn(f"bare step: CUDA graph capture failed ({err}); timed eagerly", stacklevel=2)
-        return step
+        return fn
+    graph.replay()
+    torch.cuda.synchronize()
     return graph.replay
 
 

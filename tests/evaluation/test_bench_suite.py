@@ -50,3 +50,14 @@ def test_cli_suite_needs_a_dataset(capsys) -> None:
     assert main(["bench", "suite", "--device", "cpu"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("robench: error: bench suite needs --dataset") and "\n" not in err
+
+
+def test_bench_eval_times_the_suite_forward_against_the_bare_forward() -> None:
+    from robench.bench.inference import bench_eval
+
+    table = bench_eval(model="wrn_16_2", n_images=64, batch_sizes=(16, 32), device="cpu")
+    assert table["batch_size"].tolist() == [16, 32]
+    assert table["forward"].tolist() == ["eager", "eager"]  # nothing is captured on the CPU
+    assert (table[["images_per_s", "bare_forward_images_per_s"]] > 0).all().all()
+    ratio = table["bare_forward_images_per_s"] / table["images_per_s"]
+    assert ratio.tolist() == table["time_ratio_to_bare_forward"].tolist()
