@@ -9,7 +9,7 @@ import pandas as pd
 import torch
 
 from robench.bench.synthetic import synthetic_data
-from robench.bench.train import replayed
+from robench.bench.train import replayed_images_per_s
 from robench.devices import resolve_device, use_amp
 from robench.evaluation.base import EvalContext, predict_logits
 from robench.models import create_model
@@ -31,13 +31,7 @@ def bare_forward_images_per_s(
             net(x)
 
     with torch.inference_mode():
-        run = replayed(forward, device)
-        start = time.perf_counter()
-        for _ in range(steps):
-            run()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-    return steps * batch_size / (time.perf_counter() - start)
+        return replayed_images_per_s(forward, device, batch_size, steps)
 
 
 def bench_eval(

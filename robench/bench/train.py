@@ -87,16 +87,24 @@ def bare_images_per_s(
         loss.backward()
         optimizer.step()
 
-    run = replayed(step, device)
+    return replayed_images_per_s(step, device, batch_size, steps)
+
+
+def replayed_images_per_s(
+    fn: Callable[[], None], device: torch.device, images: int, calls: int
+) -> float:
+    """Images/s of ``fn`` (``images`` per call) over ``calls`` calls after a warm-up, on CUDA
+    captured as one graph and replayed (:func:`_replayed`)."""
+    run = _replayed(fn, device)
     start = time.perf_counter()
-    for _ in range(steps):
+    for _ in range(calls):
         run()
     if device.type == "cuda":
         torch.cuda.synchronize()
-    return steps * batch_size / (time.perf_counter() - start)
+    return calls * images / (time.perf_counter() - start)
 
 
-def replayed(fn: Callable[[], None], device: torch.device) -> Callable[[], None]:
+def _replayed(fn: Callable[[], None], device: torch.device) -> Callable[[], None]:
     """``fn``, warmed up, and on CUDA captured as one CUDA graph and replayed (PyTorch's
     whole-network capture); the eager ``fn``, with a warning, where the capture fails, so that
     a benchmark still measures something. Returns once the warm-up is done."""
