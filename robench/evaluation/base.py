@@ -251,22 +251,29 @@ def gather_shards(local: torch.Tensor, n: int, ctx: EvalContext) -> torch.Tensor
     return distributed.gather_rows(local, n, ctx.device)
 
 
-#: in-memory sets up to this size go to the device in one copy, not batch by batch
-_ON_DEVICE_BYTES = 2 << 30
-
-
 def _predict(
     model: torch.nn.Module, images: torch.Tensor | FolderImages, ctx: EvalContext, desc: str
 ) -> torch.Tensor:
     """The logits stay on the device until the last batch: one wait for the device per set,
     not one per batch."""
     model.eval()
-    if isinstance(images, torch.Tensor) and images.nbytes <= _ON_DEVICE_BYTES:
-        images = images.to(ctx.device)
+    images = _on_device(images, ctx.device)
     out = []
     for chunk in batches(images, ctx.batch_size, desc, ctx.progress):
         out += [_forward(model, part, ctx) for part in _fitting(chunk, ctx)]
     return torch.cat(out).cpu()
+
+
+def _on_device(
+    images: torch.Tensor | FolderImages, device: torch.device
+) -> torch.Tensor | FolderImages:
+    """An in-memory set on the GPU in one copy, not batch by batch, where it takes at most a
+    quarter of the GPU's free memory (else, and for sets on disk, batches travel one by one)."""
+    if not isinstance(images, torch.Tensor) or device.type != "cuda":
+        return images
+    if images.nbytes > torch.cuda.mem_get_info(device)[0] // 4:
+        return images
+    return images.to(device)
 
 
 def _fitting(chunk: torch.Tensor, ctx: EvalContext) -> list[torch.Tensor]:
