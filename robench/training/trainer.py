@@ -10,6 +10,10 @@ Under torchrun (see :mod:`robench.distributed`) ``cfg.batch_size`` is the global
 rank ``r`` trains on the ``r``-th contiguous slice of each global batch of that same order, the
 per-step draws add the rank to their seed (independent augmentations across ranks), and the
 checkpoint stores global step and sums, so a run resumes under any world size.
+
+On one CUDA device the step up to the optimizer is replayed as CUDA graphs (``train.step``,
+:meth:`Trainer._forward_backward`, :mod:`robench.graphs`): the same numbers, without Python's
+launch cost.
 """
 
 from __future__ import annotations
