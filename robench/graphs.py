@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -37,7 +38,7 @@ Function = Callable[..., torch.Tensor]
 class _Replay:
     """One input shape's call on fixed input buffers: a CUDA graph, or on the CPU the function."""
 
-    def __init__(self, fn: Function, inputs: tuple[torch.Tensor, ...]) -> None:
+    def __init__(self, fn: Function, inputs: tuple[torch.Tensor, ...], pool: Any = None) -> None:
         self.fn = fn
         self.inputs = tuple(t.clone() for t in inputs)
         self.graph: torch.cuda.CUDAGraph | None = None
@@ -46,7 +47,7 @@ class _Replay:
             self.graph = torch.cuda.CUDAGraph()
             # records, runs nothing; "thread_local": another thread's CUDA calls (a DataLoader's
             # pin-memory thread) neither break the capture nor fail themselves
-            with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
+            with torch.cuda.graph(self.graph, pool=pool, capture_error_mode="thread_local"):
                 self.output = fn(*self.inputs)
 
     def __call__(self, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
@@ -72,6 +73,9 @@ class Captured:
         self._warm: set[tuple] = set()
         self._failed: set[tuple] = set()
         self._replays: dict[tuple, _Replay] = {}
+        # one memory pool for all shapes' graphs: they replay one at a time on one stream, and
+        # what one graph leaves alive (its output) is never handed to another
+        self._pool: Any = None
 
     def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
         key = tuple((t.shape, t.dtype) for t in inputs)
@@ -80,7 +84,9 @@ class Captured:
             return self._warm_up(inputs)
         if key not in self._replays and key not in self._failed:
             try:
-                self._replays[key] = _Replay(self.fn, inputs)
+                if self._pool is None and inputs[0].device.type == "cuda":
+                    self._pool = torch.cuda.graph_pool_handle()
+                self._replays[key] = _Replay(self.fn, inputs, self._pool)
             except RuntimeError as err:
                 self._failed.add(key)
                 warnings.warn(
