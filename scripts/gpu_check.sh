@@ -49,7 +49,8 @@ step 30 bench_eval "$py" -m robench.cli bench eval --device cuda --model wrn_40_
   --csv "$out/bench_eval_cuda.csv"
 step 240 bench_suite "$py" -m robench.cli bench suite --device cuda --model wrn_40_2 \
   --dataset "$dataset" --quiet --csv "$out/bench_suite_cuda.csv"
-# opt-in (STEPS=same_results; about 4 minutes once bench_suite has cached the corrupted sets):
+# opt-in (STEPS=same_results, a call of its own: up to 9 minutes once bench_suite has cached the
+# corrupted sets):
 # 10-epoch WRN-16-2 IPMix + JSD runs on all of CIFAR-10, 3 seeds, eager and captured step; their
 # clean and corruption errors must agree within the seed spread
 same_results() {
@@ -62,5 +63,14 @@ same_results() {
     "$py" -m robench.cli report --results-dir "results/same-$kind" --no-plots
     cp "results/same-$kind/runs.csv" "$out/same_results_$kind.csv"
   done
+  "$py" - "$out" <<'PY'
+import sys
+import pandas as pd
+runs = {k: pd.read_csv(f"{sys.argv[1]}/same_results_{k}.csv") for k in ("eager", "captured")}
+for col in ("clean_error", "corruption_error"):
+    e, c = runs["eager"][col], runs["captured"][col]
+    print(f"{col}: eager {e.mean():.2f} +- {e.std():.2f}, captured {c.mean():.2f} +- {c.std():.2f}"
+          f" (n = {len(e)}, {len(c)}); difference {c.mean() - e.mean():+.2f}")
+PY
 }
-step 420 same_results same_results
+step 540 same_results same_results
