@@ -123,9 +123,9 @@ class EvaluateConfig:
     batch_size: int = _f(500, doc="evaluation batch size", lo=1)
     forward: str = _f(
         "auto",
-        doc="inference: captured (the model's forward replayed as one CUDA graph per batch "
-        "shape; the same logits, without Python's launch cost) | eager | auto (captured on "
-        "CUDA, else eager)",
+        doc="inference and PGD: captured (the model's forward, or a PGD run's steps, replayed as "
+        "one CUDA graph per batch shape; the same results, without Python's launch cost) | "
+        "eager | auto (captured on CUDA, else eager)",
         choices=("auto", "eager", "captured"),
     )
     options: dict[str, Any] = _f({}, doc="per-metric options, e.g. {pgd = {steps = 10}}")

@@ -1,5 +1,5 @@
 """Functions replayed as CUDA graphs, one per input shape: the captured training step
-(``train.step = "captured"``) and the captured inference of the evaluator suite
+(``train.step = "captured"``) and the captured inference and PGD runs of the evaluator suite
 (``evaluate.forward = "captured"``).
 
 Why: a WRN-40-2 step at batch 128 is bound by the host, not by the GPU. Its few hundred kernels

@@ -36,7 +36,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 'torchvision', torchvision.__version__, torch.cuda.get_device_name(), 'cpus', __import__('os').cpu_count())"
 step 120 cuda_tests "$py" -m pytest -q -p no:cacheprovider tests/augment/test_batched_equivalence.py \
   tests/training/test_batch_workers.py tests/training/test_captured_cuda.py \
-  tests/evaluation/test_corruption_flip_metrics.py -k cuda
+  tests/evaluation/test_corruption_flip_metrics.py tests/evaluation/test_adversarial.py -k cuda
 step 45 bench_augment "$py" -m robench.cli bench augment --device cuda --images 4096 \
   --methods augmix,pixmix,ipmix,baseline,cutmix --csv "$out/bench_augment_cuda.csv"
 # the step targets: framework step / bare captured step <= 1.25 for baseline and IPMix + JSD; the

@@ -61,6 +61,7 @@ def _one_run(
     random_start: bool,
     centre: str,
     generator: torch.Generator | None,
+    ctx: EvalContext | None,
 ) -> torch.Tensor:
     """One PGD run from one start; see :func:`pgd_attack`."""
     adv = x.clone()
@@ -68,6 +69,27 @@ def _one_run(
         device = generator.device if generator is not None else x.device
         noise = torch.empty(x.shape, device=device).uniform_(-eps, eps, generator=generator)
         adv = adv + noise.to(x.device)
+    iterate = functools.partial(
+        _iterate, model, eps=eps, step_size=step_size, steps=steps, centre=centre
+    )
+    if ctx is not None:  # on CUDA all the steps as one graph, kept for the later batches
+        iterate = ctx.captured(("pgd", model, eps, step_size, steps, centre), iterate)
+    return iterate(adv, x, y)
+
+
+def _iterate(
+    model: torch.nn.Module,
+    adv: torch.Tensor,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    eps: float,
+    step_size: float,
+    steps: int,
+    centre: str,
+) -> torch.Tensor:
+    """The PGD steps from the start ``adv``; nothing read back to the host (so they can be
+    captured as one CUDA graph)."""
     if centre == "start":  # PixMix: the clean reference aliases the unclipped start
         lo, hi = adv - eps, adv + eps
     else:
@@ -94,6 +116,7 @@ def pgd_attack(
     restarts: int = 1,
     centre: str = "clean",
     generator: torch.Generator | None = None,
+    ctx: EvalContext | None = None,
 ) -> torch.Tensor:
     """Untargeted L-inf PGD adversarial examples for float images ``x`` in [0, 1].
 
@@ -102,7 +125,9 @@ def pgd_attack(
     uniform in [-eps, eps], drawn from ``generator`` (the global RNG when None; on the CPU both
     give torchattacks' exact start for the same seed). With several restarts each example keeps
     its worst run: misclassified first, then highest loss. The model runs in eval mode and gets
-    its previous mode back afterwards.
+    its previous mode back afterwards. With ``ctx``, the steps of a run are replayed as one CUDA
+    graph where the context captures (``evaluate.forward``; the same examples), and the graph
+    is kept in ``ctx`` for later calls with the same model and settings.
     """
     if centre not in CENTRES:
         raise ValueError(f"centre must be one of {CENTRES}, got {centre!r}")
@@ -112,11 +137,14 @@ def pgd_attack(
     model.eval()
     x = x.detach().float()
     try:
+        run = functools.partial(
+            _one_run, model, x, y, eps, step_size, steps, random_start, centre, generator, ctx
+        )
         if restarts == 1:
-            return _one_run(model, x, y, eps, step_size, steps, random_start, centre, generator)
+            return run()
         best = best_wrong = best_loss = None
         for _ in range(restarts):
-            adv = _one_run(model, x, y, eps, step_size, steps, random_start, centre, generator)
+            adv = run().clone()  # a captured run's result is overwritten by the next
             with torch.no_grad(), torch.autocast(x.device.type, enabled=False):
                 logits = model(adv).float()
             loss = F.cross_entropy(logits, y, reduction="none")
@@ -229,6 +257,7 @@ def pgd(
                 steps=steps,
                 centre=centre,
                 generator=generator,
+                ctx=ctx,
             )
         else:
             run = _torchattacks_attack(

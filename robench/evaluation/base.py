@@ -25,7 +25,7 @@ its saved tables (``table(name)``: a DataFrame or None) it gives back each such 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Hashable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -40,7 +40,7 @@ from robench.data.datasets import ImageData
 from robench.data.folders import FolderImages
 from robench.devices import resolve_device
 from robench.errors import RobenchError
-from robench.graphs import Captured
+from robench.graphs import Captured, Function
 from robench.io import cache_dir
 from robench.registry import Registry
 
@@ -64,7 +64,7 @@ class EvalContext:
     #: inference as CUDA graphs (robench.graphs): "auto" (on CUDA) | "eager" | "captured"
     forward: str = "auto"
     #: each model's captured inference, kept for the suite's later sets
-    _captured: dict[torch.nn.Module, Captured] = field(
+    _captured: dict[Hashable, Captured] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
 
@@ -72,16 +72,21 @@ class EvalContext:
     def captures(self) -> bool:
         return self.forward == "captured" or (self.forward == "auto" and self.device.type == "cuda")
 
-    def logits_of(self, model: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
-        """uint8 or [0, 1] float images on the device -> float32 logits on the device: the
-        model's forward, eager or captured (then the result is overwritten by the next call
-        with the same shape: keep a copy)."""
+    def captured(self, key: Hashable, fn: Function) -> Function:
+        """``fn``, or where this context captures, ``fn`` replayed as CUDA graphs
+        (:class:`~robench.graphs.Captured`: its result is overwritten by the next call with the
+        same shapes, keep a copy), kept under ``key`` (which names the model) for later calls."""
         if not self.captures:
-            return functools.partial(_logits, model, amp=self.amp, graph=False)
-        if model not in self._captured:
-            fn = functools.partial(_logits, model, amp=self.amp, graph=True)
-            self._captured[model] = Captured(fn, "evaluate.forward")
-        return self._captured[model]
+            return fn
+        if key not in self._captured:
+            self._captured[key] = Captured(fn, "evaluate.forward")
+        return self._captured[key]
+
+    def logits_of(self, model: torch.nn.Module) -> Function:
+        """uint8 or [0, 1] float images on the device -> float32 logits on the device: the
+        model's forward, eager or captured (see :meth:`captured`)."""
+        fn = functools.partial(_logits, model, amp=self.amp, graph=self.captures)
+        return self.captured(("logits", model), fn)
 
 
 def _logits(model: torch.nn.Module, x: torch.Tensor, *, amp: bool, graph: bool) -> torch.Tensor:
