@@ -3,7 +3,8 @@
 On the CPU, tests/training/test_trainer.py checks the captured step's bookkeeping bit for bit
 against the eager step; here the CUDA graphs themselves: that they are captured, replay the same
 training as the eager step (up to the GPU's own run-to-run rounding) and that a step that cannot
-be captured falls back to the eager step with a warning.
+be captured falls back to the eager step with a warning. BatchNorm, dropout and bf16 autocast
+(on by default on CUDA) run inside the graphs.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ def _train(tiny_config, tmp_path, kind: str, *overrides: str):
         "train.device='cuda'",
         "train.batch_size=10",  # 48 images: 4 steps of 10, an uneven last step of 8
         "train.epochs=3",
+        "model.options={drop_rate = 0.2}",  # dropout's RNG inside the graph
         f"train.step='{kind}'",
         f'results_dir="{tmp_path}/{kind}"',
     )
