@@ -143,6 +143,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         options=_named_options(args.option),
         progress=not args.quiet,
         device=args.device,
+        forward=args.forward,
     )
     rows = [
         {"metric": metric, "value": name, "number": value}
@@ -190,6 +191,7 @@ def _evaluate_model(args: argparse.Namespace) -> None:
         batch_size=args.batch_size,
         progress=not args.quiet,
         data_root=args.data_root,
+        forward=args.forward or "auto",
     )
     run_dir = evaluate_external(
         model,
@@ -656,6 +658,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics", help="comma-separated metric names (default: the whole suite)")
     p.add_argument("--option", action="append", metavar="METRIC.KEY=VALUE", help="a metric option")
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N (default: the run's config)")
+    p.add_argument(
+        "--forward",
+        choices=("auto", "eager", "captured"),
+        help="inference and PGD as CUDA graphs (captured; auto: on CUDA) or eager: the same "
+        "numbers (default: the run's evaluate.forward)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     g = p.add_argument_group(
         "a model trained elsewhere (instead of RUN; saved as a run of kind external)"

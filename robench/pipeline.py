@@ -10,6 +10,7 @@ Under torchrun every rank runs it; rank 0 alone reads and writes the run folder,
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
@@ -272,14 +273,18 @@ def evaluate_run(
     test_data: ImageData | None = None,
     progress: bool = True,
     device: str | None = None,
+    forward: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate a trained run's checkpoint; merges the numbers into its metrics.json.
+    ``forward`` replaces the run's ``evaluate.forward`` (the same numbers either way).
 
     Under torchrun each rank predicts its shard of every input and all get the whole logits.
     """
     run_dir = Path(run_dir)
     # rank 0 reads it inside the process group (train); each process before joining one
     cfg = distributed.on_main(lambda: load_run_config(run_dir))
+    if forward is not None:
+        cfg = dataclasses.replace(cfg, evaluate=dataclasses.replace(cfg.evaluate, forward=forward))
     with _session(cfg, device), _locked(run_dir):
         return _evaluate_run(run_dir, cfg, metrics, options, test_data, progress, device)
 
@@ -428,6 +433,7 @@ def eval_context(
     batch_size: int = 500,
     progress: bool = True,
     data_root: str | Path | None = None,
+    forward: str = "auto",
 ) -> EvalContext:
     """The CLI's evaluation settings: bf16 autocast on a GPU, generated sets in the cache."""
     torch_device = resolve_device(device)
@@ -438,6 +444,7 @@ def eval_context(
         data_root=Path(data_root) if data_root else None,
         progress=progress,
         amp=use_amp("auto", torch_device),
+        forward=forward,
     )
 
 
