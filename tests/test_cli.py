@@ -14,6 +14,9 @@ import pytest
 from PIL import Image
 
 from robench.cli import main
+from robench.evaluation import base as evaluation_base
+from robench.graphs import Captured
+from robench.runs import read_metrics
 
 TINY = [
     "--set",
@@ -82,7 +85,7 @@ def test_unknown_method_suggests_a_name(tiny_npz, tmp_path, capsys) -> None:
     assert "did you mean 'baseline'" in _error_line(capsys)
 
 
-def test_train_evaluate_report(tiny_npz, tmp_path, capsys) -> None:
+def test_train_evaluate_report(tiny_npz, tmp_path, capsys, monkeypatch) -> None:
     results = tmp_path / "results"
     base = ["train", "--dataset", f"npz:{tiny_npz}", "--results-dir", str(results), *TINY]
     assert main([*base, "--seed", "1"]) == 0
@@ -101,6 +104,15 @@ def test_train_evaluate_report(tiny_npz, tmp_path, capsys) -> None:
 
     assert main(["evaluate", str(runs[0]), "--metrics", "clean", "--quiet"]) == 0
     assert "clean_error" in capsys.readouterr().out
+    numbers, made = [], []  # the captured forward (here: on fixed buffers), the eager numbers
+    monkeypatch.setattr(evaluation_base, "Captured", lambda *a: made.append(a[1]) or Captured(*a))
+    for forward in ("eager", "captured"):
+        pgd = ["--metrics", "clean,pgd", "--option", "pgd.steps=2", "--option", "pgd.n=16"]
+        assert main(["evaluate", str(runs[0]), *pgd, "--forward", forward, "--quiet"]) == 0
+        numbers.append(read_metrics(runs[0])["metrics"])
+        made.append(forward)
+    assert made[0] == "eager" and made.count("evaluate.forward") >= 2  # logits and PGD
+    assert numbers[0] == numbers[1] and "pgd" in numbers[1]
 
     assert main(["report", "--results-dir", str(results)]) == 0
     table = pd.read_csv(results / "runs.csv")  # one row per run; leaderboard.csv: per recipe
