@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from robench.augment.base import Augmentation, create_augmentation
 from robench.bench.synthetic import synthetic_images
@@ -47,6 +48,30 @@ def _time_batch(plugin: Augmentation, images: np.ndarray, seed: int, device: tor
     return time.perf_counter() - start
 
 
+class _OpCounter(TorchDispatchMode):
+    """Counts the aten operators dispatched while active (views and copies included)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def ops_per_batch(plugin: Augmentation, images: np.ndarray, seed: int) -> int:
+    """The aten operators one ``batch()`` call of ``BATCH`` images dispatches (on the CPU, the
+    first batch): each costs the host a dispatch, and on a GPU most launch a kernel, so this is
+    what bounds a batch path on a fast GPU. It does not depend on the device."""
+    x = torch.from_numpy(images[:BATCH]).permute(0, 3, 1, 2).float() / 255
+    y = torch.zeros(len(x), dtype=torch.long)
+    plugin.batch(x.clone(), y, np.random.default_rng(seed))  # warm-up (the mixing set's copy)
+    with _OpCounter() as counter:
+        plugin.batch(x.clone(), y, np.random.default_rng(seed))
+    return counter.count
+
+
 def _time(plugin: Augmentation, images: np.ndarray, seed: int, device: torch.device) -> float:
     """Seconds for the plugin's own path over all images (the batch path on ``device``)."""
     if plugin.has_sample:
@@ -70,7 +95,8 @@ def bench_augment(
     AugMix, PixMix and IPMix are timed on both paths (``sample_images_per_s``,
     ``batch_images_per_s``) one after the other in this process, and ``speedup`` is their ratio
     (batch / sample), which is steadier than either figure on a shared machine. Mixing-set
-    loading is done before the clock starts.
+    loading is done before the clock starts. ``batch_ops`` is :func:`ops_per_batch` of the
+    batch path.
     One row per (method, jsd).
     """
     if images is None:
@@ -94,6 +120,7 @@ def bench_augment(
                 per_path[other] = _time(twin, images, seed, device)
             seconds = per_path[path]
             speed = {p: len(images) / s for p, s in per_path.items()}
+            batch_plugin = plugin if path == "batch" else (twin if "batch" in per_path else None)
             rows.append(
                 {
                     "method": name,
@@ -107,6 +134,11 @@ def bench_augment(
                     "sample_images_per_s": speed.get("sample", math.nan),
                     "batch_images_per_s": speed.get("batch", math.nan),
                     "speedup": speed["batch"] / speed["sample"] if len(speed) == 2 else math.nan,
+                    "batch_ops": (
+                        math.nan
+                        if batch_plugin is None
+                        else ops_per_batch(batch_plugin, images, seed)
+                    ),
                     "batch_device": str(device),
                     "torch_threads": torch.get_num_threads(),
                 }

@@ -42,3 +42,6 @@ def test_bench_table() -> None:
     assert list(table["jsd"]) == [False, True, False]
     assert list(table["num_views"]) == [1, 3, 1]
     assert (table["images_per_s"] > 0).all() and (table["n_images"] == 4).all()
+    # operators per 128-image batch: a flip and a crop against AugMix's op chains
+    baseline_ops, augmix_ops, _ = table["batch_ops"]
+    assert 0 < baseline_ops < 50 < augmix_ops
