@@ -4,6 +4,7 @@ kind "external" that the report, the leaderboard and the claims treat like a tra
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +26,12 @@ MEAN, STD = "0.4914,0.4822,0.4465", "0.2470,0.2435,0.2616"
 
 
 @pytest.fixture(autouse=True)
-def _one_thread() -> None:
+def _one_thread() -> Iterator[None]:
+    """One torch thread in these tests, restored for the tests that follow."""
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture
