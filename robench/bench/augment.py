@@ -60,12 +60,13 @@ class _OpCounter(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def ops_per_batch(plugin: Augmentation, images: np.ndarray, seed: int) -> int:
-    """The aten operators one ``batch()`` call of ``BATCH`` images dispatches (on the CPU, the
-    first batch): each costs the host a dispatch, and on a GPU most launch a kernel, so this is
-    what bounds a batch path on a fast GPU. It does not depend on the device."""
-    x = torch.from_numpy(images[:BATCH]).permute(0, 3, 1, 2).float() / 255
-    y = torch.zeros(len(x), dtype=torch.long)
+def ops_per_batch(plugin: Augmentation, images: np.ndarray, seed: int, device: torch.device) -> int:
+    """The aten operators one ``batch()`` call on the first ``BATCH`` images dispatches on
+    ``device``: each costs the host a dispatch, and on a GPU most launch a kernel, so this is
+    what bounds a batch path on a fast GPU. (The devices differ only in how the host's draws
+    travel: one tensor per array on the CPU, one packed copy on CUDA.)"""
+    x = torch.from_numpy(images[:BATCH]).to(device).permute(0, 3, 1, 2).float() / 255
+    y = torch.zeros(len(x), dtype=torch.long, device=device)
     plugin.batch(x.clone(), y, np.random.default_rng(seed))  # warm-up (the mixing set's copy)
     with _OpCounter() as counter:
         plugin.batch(x.clone(), y, np.random.default_rng(seed))
@@ -96,7 +97,7 @@ def bench_augment(
     ``batch_images_per_s``) one after the other in this process, and ``speedup`` is their ratio
     (batch / sample), which is steadier than either figure on a shared machine. Mixing-set
     loading is done before the clock starts. ``batch_ops`` is :func:`ops_per_batch` of the
-    batch path.
+    batch path on ``device``.
     One row per (method, jsd).
     """
     if images is None:
@@ -137,7 +138,7 @@ def bench_augment(
                     "batch_ops": (
                         math.nan
                         if batch_plugin is None
-                        else ops_per_batch(batch_plugin, images, seed)
+                        else ops_per_batch(batch_plugin, images, seed, device)
                     ),
                     "batch_device": str(device),
                     "torch_threads": torch.get_num_threads(),
