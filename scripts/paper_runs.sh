@@ -11,6 +11,10 @@
 #   scripts/paper_runs.sh BUDGET OUT [--restore DIR] [--config FILE] [--methods "a b"]
 #                         [--seeds "0 1 2"] [--data DIR] [--results-dir DIR] [--set KEY=VALUE ...]
 #
+# On a GPU the runs use the captured training step and evaluator forward (train.step and
+# evaluate.forward = auto). Until their CUDA tests have passed on a GPU once (scripts/gpu_check.sh,
+# cuda_tests; BENCHMARKS.md says when), run that first, or pass --set train.step=eager.
+#
 # On the development device (64 MiB carried per call, working tree included): the data (55 MB)
 # and a WRN-40-2 checkpoint (17.2 MiB) do not fit in one call. A session that resumes makes two:
 # the first carries data/cifar10-jpeg (cp -r ../shared/data/cifar10-jpeg data/) and runs something
