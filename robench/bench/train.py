@@ -122,7 +122,9 @@ def _replayed(fn: Callable[[], None], device: torch.device) -> Callable[[], None
         with torch.cuda.graph(graph):
             fn()
     except RuntimeError as err:
-        warnings.warn(f"bare step: CUDA graph capture failed ({err}); timed eagerly", stacklevel=2)
+        warnings.warn(
+            f"bare model call: CUDA graph capture failed ({err}); timed eagerly", stacklevel=2
+        )
         return fn
     graph.replay()
     torch.cuda.synchronize()
