@@ -380,8 +380,8 @@ class Trainer:
         self.model.train()
         # the checkpoint's sums are global: rank 0 carries them, the others add from zero
         carried = partial if self.world.main else Partial()
-        loss_sum, wrong_sum = self._loss_sum.fill_(carried.loss_sum), self._wrong_sum
-        wrong_sum.fill_(carried.wrong_sum)
+        loss_sum = self._loss_sum.fill_(carried.loss_sum)
+        wrong_sum = self._wrong_sum.fill_(carried.wrong_sum)
         seen = carried.seen
         # the eager step reads the loss every 20 steps (progress, NaN guard); the captured step,
         # whose point is never to wait for the device, only at the end and at checkpoints
